@@ -1,0 +1,87 @@
+"""The lake layout and its catalog: databases, table paths, discovery and registration."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# catalog database → folder under the lake root
+DATABASES: dict[str, str] = {
+    "bronze": "bronze",
+    "silver": "silver",
+    "quarantine": "quarantine",
+    "gold": "gold",
+    "ops": "_ops",
+}
+
+
+def database_path(settings: Settings, database: str) -> str:
+    return f"{settings.lake_root}/{DATABASES[database]}"
+
+
+def table_path(settings: Settings, database: str, table: str) -> str:
+    return f"{database_path(settings, database)}/{table}"
+
+
+def _filesystem(root: str):  # type: ignore[no-untyped-def]
+    from pyarrow import fs
+
+    uri = root.replace("s3a://", "s3://", 1)
+    if "://" not in uri:
+        return fs.LocalFileSystem(), uri
+    return fs.FileSystem.from_uri(uri)
+
+
+def discover_tables(settings: Settings) -> dict[str, list[str]]:
+    """Delta tables present in the lake: {database: [table, ...]} (folders with a _delta_log)."""
+    from pyarrow import fs
+
+    filesystem, root = _filesystem(settings.lake_root)
+    found: dict[str, list[str]] = {}
+    for database, folder in DATABASES.items():
+        base = f"{root}/{folder}"
+        try:
+            infos = filesystem.get_file_info(fs.FileSelector(base, allow_not_found=True))
+        except OSError:
+            infos = []
+        names = []
+        for info in infos:
+            if info.type != fs.FileType.Directory:
+                continue
+            log = filesystem.get_file_info(f"{info.path}/_delta_log")
+            if log.type == fs.FileType.Directory:
+                names.append(info.base_name)
+        found[database] = sorted(names)
+    return found
+
+
+def catalog_sql(settings: Settings) -> list[str]:
+    """Statements that make every lake table visible by `database.table` name."""
+    stmts = []
+    tables = discover_tables(settings)
+    for database in DATABASES:
+        stmts.append(f"CREATE DATABASE IF NOT EXISTS {database} LOCATION '{database_path(settings, database)}'")
+        for table in tables.get(database, []):
+            stmts.append(
+                f"CREATE TABLE IF NOT EXISTS {database}.`{table}` USING delta "
+                f"LOCATION '{table_path(settings, database, table)}'"
+            )
+    return stmts
+
+
+def register_lake(spark: SparkSession, settings: Settings) -> None:
+    for stmt in catalog_sql(settings):
+        spark.sql(stmt)
+
+
+def register_table(spark: SparkSession, settings: Settings, database: str, table: str) -> None:
+    """Make a table written by this session visible by name (idempotent)."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} LOCATION '{database_path(settings, database)}'")
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {database}.`{table}` USING delta "
+        f"LOCATION '{table_path(settings, database, table)}'"
+    )

@@ -1,0 +1,114 @@
+"""The Spark session factory: Delta from the pinned local jars, sized for small machines.
+
+One session per command (rule 4). Every session sees the databases `bronze`, `silver`,
+`quarantine`, `gold` and `ops` with the tables found in the lake: the catalog is rebuilt
+from the lake at start-up (in-memory, per JVM), so no shared metastore can lock out
+`spark-sql` while a pipeline job runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.errors import EcomError
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+JAR_DIR = "jars/lib"
+
+
+def local_jars(settings: Settings) -> list[Path]:
+    """The pinned jars fetched by `make setup`; a clear error when they are missing."""
+    lib = settings.home / JAR_DIR
+    manifest = settings.home / "jars" / "checksums.sha256"
+    names = [line.split()[1] for line in manifest.read_text().splitlines() if line.strip()]
+    missing = [n for n in names if not (lib / n).exists()]
+    if missing:
+        raise EcomError(f"JVM jars missing from {lib}: {', '.join(missing)} — run `make setup`")
+    return [lib / n for n in names]
+
+
+def spark_env(settings: Settings) -> dict[str, str]:
+    """Environment for any Spark JVM we start (pyspark or spark-sql)."""
+    import pyspark
+
+    logs = settings.local_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return {
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        "SPARK_HOME": os.environ.get("SPARK_HOME", str(Path(pyspark.__file__).parent)),
+        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
+    }
+
+
+def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
+    """The one Spark configuration, shared by pyspark sessions and the spark-sql shell."""
+    logs = settings.local_dir / "logs"
+    java_opts = (
+        f"-Dlog4j.configurationFile=file:{Path(__file__).with_name('log4j2.properties')} "
+        f"-Decom.spark.log={logs / 'spark.log'} "
+        f"-Dderby.system.home={settings.local_dir / 'derby'} "
+        "-Dderby.stream.error.file=/dev/null"
+    )
+    return {
+        "spark.app.name": app_name,
+        "spark.master": settings.spark_master,
+        "spark.jars": ",".join(str(p) for p in local_jars(settings)),
+        "spark.jars.ivy": str(settings.home / ".cache" / "ivy"),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.warehouse.dir": f"{settings.lake_root}/_warehouse",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.default.parallelism": str(max(2, settings.spark_shuffle_partitions)),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.ui.enabled": str(settings.spark_ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.executor.extraJavaOptions": java_opts,
+        "spark.local.dir": str(settings.local_dir / "spark-tmp"),
+        "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
+        "spark.databricks.delta.optimizeWrite.enabled": "false",
+        # Catalog per JVM: in-memory Derby for the Hive metastore that spark-sql needs.
+        "spark.hadoop.javax.jdo.option.ConnectionURL": "jdbc:derby:memory:ecom_metastore;create=true",
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
+        "spark.hadoop.hive.metastore.schema.verification": "false",
+    }
+
+
+_SESSION: SparkSession | None = None
+
+
+def get_spark(settings: Settings, app_name: str = "ecom", register: bool = True) -> SparkSession:
+    """The process's SparkSession (created once), with the lake's tables registered."""
+    global _SESSION
+    if _SESSION is not None and _SESSION._jsc is not None:  # noqa: SLF001 - liveness check
+        return _SESSION
+    os.environ.update(spark_env(settings))
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in spark_conf(settings, app_name).items():
+        builder = builder.config(key, value)
+    builder = builder.config("spark.sql.catalogImplementation", "in-memory")
+    _SESSION = builder.getOrCreate()
+    _SESSION.sparkContext.setLogLevel("WARN")
+    if register:
+        from core.lake import register_lake
+
+        register_lake(_SESSION, settings)
+    return _SESSION
+
+
+def stop_spark() -> None:
+    global _SESSION
+    if _SESSION is not None:
+        _SESSION.stop()
+        _SESSION = None
