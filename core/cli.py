@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -89,7 +88,11 @@ def db_status() -> None:
 
 
 @db.command("init")
-@click.option("--print-security", is_flag=True, help="Print the roles/grants script (placeholders for passwords) and exit.")
+@click.option(
+    "--print-security",
+    is_flag=True,
+    help="Print the roles/grants script (placeholders for passwords) and exit.",
+)
 @handled
 def db_init(print_security: bool) -> None:
     """Create ecom_db, ecom_dwh, schemas, tables and least-privilege roles (idempotent)."""

@@ -25,7 +25,7 @@ def odbc_quote(value: str) -> str:
 
 
 def is_freetds(driver: str) -> bool:
-    return "freetds" in driver.lower() or "tds" == driver.lower()
+    return "freetds" in driver.lower() or driver.lower() == "tds"
 
 
 def odbc_connection_string(settings: Settings, role: Role, database: str | None = None) -> str:
@@ -70,9 +70,7 @@ def sqlalchemy_url(settings: Settings, role: Role, database: str | None = None) 
             database=db,
             query=query,
         )
-    return URL.create(
-        "mssql+pyodbc", query={"odbc_connect": odbc_connection_string(settings, role, db)}
-    )
+    return URL.create("mssql+pyodbc", query={"odbc_connect": odbc_connection_string(settings, role, db)})
 
 
 _ENGINES: dict[tuple[Any, ...], Engine] = {}

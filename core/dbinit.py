@@ -97,7 +97,7 @@ def security_statements(settings: Settings, dialect: str, password: Callable[[Ro
             u = users[role]
             out["server"].append(
                 f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{u}') THEN "
-                f"CREATE ROLE \"{u}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION; END IF; END $$"
+                f'CREATE ROLE "{u}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION; END IF; END $$'
             )
             out["server"].append(f'ALTER ROLE "{u}" WITH LOGIN PASSWORD {password(role)}')
         for database, allowed in ((src, ("generator", "extractor")), (dwh, ("publisher",))):
@@ -118,10 +118,9 @@ def security_statements(settings: Settings, dialect: str, password: Callable[[Ro
         for role in LOGIN_ROLES:
             u = users[role]
             out["server"].append(
-                f"IF SUSER_ID(N'{u}') IS NULL CREATE LOGIN [{u}] WITH PASSWORD = {password(role)}, "
-                "CHECK_POLICY = ON"
+                f"IF SUSER_ID(N'{u}') IS NULL CREATE LOGIN [{u}] WITH PASSWORD = {password(role)}, CHECK_POLICY = ON"
             )
-        for key, database, allowed in (("ecom_db", src, ("generator", "extractor")), ("ecom_dwh", dwh, ("publisher",))):
+        for key, allowed in (("ecom_db", ("generator", "extractor")), ("ecom_dwh", ("publisher",))):
             for role in allowed:
                 u = users[role]
                 out[key].append(f"IF USER_ID(N'{u}') IS NULL CREATE USER [{u}] FOR LOGIN [{u}]")
@@ -132,22 +131,23 @@ def security_statements(settings: Settings, dialect: str, password: Callable[[Ro
         out["ecom_db"].append(f"GRANT ALTER ON SCHEMA::{SOURCE_SCHEMA} TO [{users['generator']}]")
         pub = users["publisher"]
         out["ecom_dwh"].append(f"GRANT CREATE TABLE TO [{pub}]")
-        out["ecom_dwh"].append(
-            f"GRANT ALTER, SELECT, INSERT, UPDATE, DELETE ON SCHEMA::{WAREHOUSE_SCHEMA} TO [{pub}]"
-        )
+        out["ecom_dwh"].append(f"GRANT ALTER, SELECT, INSERT, UPDATE, DELETE ON SCHEMA::{WAREHOUSE_SCHEMA} TO [{pub}]")
     return out
 
 
 def print_security(settings: Settings) -> str:
     """The security script with password placeholders (what `--print-security` shows)."""
-    placeholder = {"postgresql": lambda r: f"'<{r.upper()}_PASSWORD>'", "mssql": lambda r: f"N'<{r.upper()}_PASSWORD>'"}
+    placeholder = {
+        "postgresql": lambda r: f"'<{r.upper()}_PASSWORD>'",
+        "mssql": lambda r: f"N'<{r.upper()}_PASSWORD>'",
+    }
     stmts = security_statements(settings, settings.dialect, placeholder[settings.dialect])
     lines: list[str] = []
     for key, body in stmts.items():
         if not body:
             continue
         if settings.dialect == "mssql":
-            lines.append(f"-- {key}\nUSE [{ 'master' if key == 'server' else _dbname(settings, key)}];\nGO")
+            lines.append(f"-- {key}\nUSE [{'master' if key == 'server' else _dbname(settings, key)}];\nGO")
             lines += [s + ";\nGO" for s in body]
         else:
             target = "postgres" if key == "server" else _dbname(settings, key)
@@ -189,7 +189,7 @@ def _init_postgresql(settings: Settings, echo: Callable[[str], None]) -> None:
         for database in (settings.source_db, settings.warehouse_db):
             exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database})
             if not exists:
-                conn.exec_driver_sql(f'CREATE DATABASE "{database}" ENCODING \'UTF8\' TEMPLATE template0')
+                conn.exec_driver_sql(f"CREATE DATABASE \"{database}\" ENCODING 'UTF8' TEMPLATE template0")
                 echo(f"created database {database}")
         stmts = security_statements(
             settings, "postgresql", lambda r: _pg_literal(conn, settings.credentials(r).password)

@@ -61,7 +61,9 @@ def find_bindir(install: bool = True, echo: bool = True) -> Path:
         subprocess.run(["apt-get", "update", "-q"], check=False, env=env, stdout=subprocess.DEVNULL)
         proc = subprocess.run(
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
-            env=env, capture_output=True, text=True,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             raise EcomError("apt-get install postgresql failed:\n" + proc.stderr[-2000:])
@@ -112,7 +114,9 @@ def _chown_for_service(path: Path) -> None:
 def _run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(_as_service_user(cmd), capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
-        raise EcomError(f"{Path(cmd[0]).name} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-1500:]}")
+        raise EcomError(
+            f"{Path(cmd[0]).name} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-1500:]}"
+        )
     return proc
 
 
@@ -179,10 +183,20 @@ def up(settings: Settings) -> str:
         os.chmod(pwfile, 0o600)
         _chown_for_service(pwfile)
         try:
-            _run([
-                str(bindir / "initdb"), "-D", str(p.data), "-U", settings.admin_user,
-                "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale",
-            ])
+            _run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(p.data),
+                    "-U",
+                    settings.admin_user,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         conf = p.data / "postgresql.conf"

@@ -42,7 +42,7 @@ def _rowversion(type_: ChangeVersion, compiler: object, **kw: object) -> str:
     return "ROWVERSION"
 
 
-def Timestamp() -> sa.types.TypeEngine:  # noqa: N802 - reads like a type
+def Timestamp() -> sa.types.TypeEngine:
     """Microsecond UTC timestamp: `DATETIME2(6)` / `timestamp(6) without time zone`."""
     return (
         sa.DateTime()
@@ -51,11 +51,11 @@ def Timestamp() -> sa.types.TypeEngine:  # noqa: N802 - reads like a type
     )
 
 
-def Money() -> sa.Numeric:  # noqa: N802
+def Money() -> sa.Numeric:
     return sa.Numeric(12, 2)
 
 
-class utc_now(sa.sql.functions.FunctionElement[object]):  # noqa: N801 - SQL function name
+class utc_now(sa.sql.functions.FunctionElement[object]):
     """The database's UTC clock, at microsecond precision."""
 
     type = Timestamp()
@@ -94,7 +94,12 @@ customers = sa.Table(
     "customers",
     source_metadata,
     sa.Column("customer_id", sa.BigInteger, sa.Identity(start=1), primary_key=True),
-    sa.Column("visitor_id", sa.Unicode(36), nullable=True, comment="anonymous visitor this customer was before sign-up"),
+    sa.Column(
+        "visitor_id",
+        sa.Unicode(36),
+        nullable=True,
+        comment="anonymous visitor this customer was before sign-up",
+    ),
     sa.Column("email", sa.Unicode(320), nullable=True),
     sa.Column("first_name", sa.Unicode(100), nullable=True),
     sa.Column("last_name", sa.Unicode(100), nullable=True),

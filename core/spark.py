@@ -89,7 +89,7 @@ _SESSION: SparkSession | None = None
 def get_spark(settings: Settings, app_name: str = "ecom", register: bool = True) -> SparkSession:
     """The process's SparkSession (created once), with the lake's tables registered."""
     global _SESSION
-    if _SESSION is not None and _SESSION._jsc is not None:  # noqa: SLF001 - liveness check
+    if _SESSION is not None and _SESSION._jsc is not None:
         return _SESSION
     os.environ.update(spark_env(settings))
     from pyspark.sql import SparkSession

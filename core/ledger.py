@@ -1,0 +1,169 @@
+"""The run ledger `ops.runs`: one row per layer × table × run, appended by every layer.
+
+Layers call `RunRecorder` (or `record`) at the end of each table; `ecom status` reads it.
+Appends take the `ops.runs` writer lock, so concurrent commands never race on the log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from core.lake import register_table, table_path
+from core.locks import writer_lock
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.types import StructType
+
+
+def new_run_id(layer: str) -> str:
+    """Sortable and unique: `<layer>-YYYYmmddTHHMMSS-<8 hex>`."""
+    return f"{layer}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class RunRecord:
+    """One row of `ops.runs`. Grain: layer × table × run."""
+
+    run_id: str
+    layer: str
+    table_name: str
+    status: str = "running"  # succeeded | failed | skipped
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_quarantined: int = 0
+    delta_version: int | None = None
+    watermark_from: str | None = None
+    watermark_to: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
+    ended_at: datetime | None = None
+    seconds: float | None = None
+    checkpoint: str | None = None  # passed | failed | None (not run)
+    message: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    _t0: float = field(default_factory=time.monotonic, repr=False)
+
+    def finish(self, status: str, message: str | None = None) -> RunRecord:
+        self.status = status
+        self.message = message if message is None else message[:2000]
+        self.ended_at = datetime.now(UTC).replace(tzinfo=None)
+        self.seconds = round(time.monotonic() - self._t0, 3)
+        return self
+
+    def row(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("_t0")
+        d["details"] = json.dumps(self.details, default=str, sort_keys=True)
+        return d
+
+
+def runs_schema() -> StructType:
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField("run_id", T.StringType(), False),
+            T.StructField("layer", T.StringType(), False),
+            T.StructField("table_name", T.StringType(), False),
+            T.StructField("status", T.StringType(), False),
+            T.StructField("rows_in", T.LongType(), True),
+            T.StructField("rows_out", T.LongType(), True),
+            T.StructField("rows_quarantined", T.LongType(), True),
+            T.StructField("delta_version", T.LongType(), True),
+            T.StructField("watermark_from", T.StringType(), True),
+            T.StructField("watermark_to", T.StringType(), True),
+            T.StructField("started_at", T.TimestampType(), True),
+            T.StructField("ended_at", T.TimestampType(), True),
+            T.StructField("seconds", T.DoubleType(), True),
+            T.StructField("checkpoint", T.StringType(), True),
+            T.StructField("message", T.StringType(), True),
+            T.StructField("details", T.StringType(), True),
+        ]
+    )
+
+
+def record(spark: SparkSession, settings: Settings, *records: RunRecord) -> None:
+    """Append finished records to `ops.runs` (one Delta commit)."""
+    if not records:
+        return
+    df = spark.createDataFrame([r.row() for r in records], schema=runs_schema())
+    with writer_lock(settings, "ops.runs"):
+        df.write.format("delta").mode("append").save(table_path(settings, "ops", "runs"))
+    register_table(spark, settings, "ops", "runs")
+
+
+def latest_runs(spark: SparkSession, settings: Settings, limit: int = 40) -> list[dict[str, Any]]:
+    from delta.tables import DeltaTable
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    path = table_path(settings, "ops", "runs")
+    if not DeltaTable.isDeltaTable(spark, path):
+        return []
+    w = Window.partitionBy("layer", "table_name").orderBy(F.col("started_at").desc())
+    df = (
+        spark.read.format("delta")
+        .load(path)
+        .withColumn("_rank", F.row_number().over(w))
+        .where("_rank = 1")
+        .orderBy(F.col("started_at").desc())
+        .limit(limit)
+    )
+    return [r.asDict() for r in df.collect()]
+
+
+def print_status(settings: Settings, limit: int = 40) -> None:
+    from core import console
+    from core.spark import get_spark
+
+    spark = get_spark(settings, "ecom-status", register=False)
+    rows = latest_runs(spark, settings, limit)
+    if not rows:
+        console.warn("no runs recorded yet in ops.runs: run `ecom run all` (or `ecom demo`)")
+        return
+    now = datetime.now(UTC).replace(tzinfo=None)
+    console.table(
+        "Latest run per layer and table (ops.runs)",
+        [
+            "layer",
+            "table",
+            "status",
+            "in",
+            "out",
+            "quarantined",
+            "delta v",
+            "checkpoint",
+            "ended",
+            "age",
+            "s",
+        ],
+        [
+            (
+                r["layer"],
+                r["table_name"],
+                r["status"],
+                r["rows_in"],
+                r["rows_out"],
+                r["rows_quarantined"],
+                r["delta_version"],
+                r["checkpoint"] or "-",
+                f"{r['ended_at']:%Y-%m-%d %H:%M:%S}" if r["ended_at"] else "-",
+                _age(now, r["ended_at"]),
+                r["seconds"],
+            )
+            for r in rows
+        ],
+    )
+
+
+def _age(now: datetime, then: datetime | None) -> str:
+    if then is None:
+        return "-"
+    s = int((now - then).total_seconds())
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
