@@ -89,7 +89,7 @@ def _dialect(name: str) -> sa.engine.Dialect:
 # --- security, rendered per dialect -------------------------------------------------------------
 def security_statements(settings: Settings, dialect: str, password: Callable[[Role], str]) -> dict[str, list[str]]:
     """Statements per database key ('server', 'ecom_db', 'ecom_dwh'); `password` renders a literal."""
-    users = {r: getattr(settings, f"{r}_user") for r in LOGIN_ROLES}
+    users: dict[str, str] = {r: getattr(settings, f"{r}_user") for r in LOGIN_ROLES}
     src, dwh = settings.source_db, settings.warehouse_db
     out: dict[str, list[str]] = {"server": [], "ecom_db": [], "ecom_dwh": []}
     if dialect == "postgresql":
@@ -102,8 +102,8 @@ def security_statements(settings: Settings, dialect: str, password: Callable[[Ro
             out["server"].append(f'ALTER ROLE "{u}" WITH LOGIN PASSWORD {password(role)}')
         for database, allowed in ((src, ("generator", "extractor")), (dwh, ("publisher",))):
             out["server"].append(f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC')
-            for role in allowed:
-                out["server"].append(f'GRANT CONNECT ON DATABASE "{database}" TO "{users[role]}"')
+            for name in allowed:
+                out["server"].append(f'GRANT CONNECT ON DATABASE "{database}" TO "{users[name]}"')
         for g in GRANTS:
             key = "ecom_db" if g.database == "source" else "ecom_dwh"
             u = users[g.role]
@@ -121,8 +121,8 @@ def security_statements(settings: Settings, dialect: str, password: Callable[[Ro
                 f"IF SUSER_ID(N'{u}') IS NULL CREATE LOGIN [{u}] WITH PASSWORD = {password(role)}, CHECK_POLICY = ON"
             )
         for key, allowed in (("ecom_db", ("generator", "extractor")), ("ecom_dwh", ("publisher",))):
-            for role in allowed:
-                u = users[role]
+            for name in allowed:
+                u = users[name]
                 out[key].append(f"IF USER_ID(N'{u}') IS NULL CREATE USER [{u}] FOR LOGIN [{u}]")
         for g in GRANTS:
             key = "ecom_db" if g.database == "source" else "ecom_dwh"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
 
@@ -27,7 +27,7 @@ def table_path(settings: Settings, database: str, table: str) -> str:
     return f"{database_path(settings, database)}/{table}"
 
 
-def _filesystem(root: str):  # type: ignore[no-untyped-def]
+def _filesystem(root: str) -> tuple[Any, str]:
     from pyarrow import fs
 
     uri = root.replace("s3a://", "s3://", 1)
