@@ -1,0 +1,374 @@
+"""`ecom run bronze`: each source table's new row versions → append-only `bronze.<table>`.
+
+Per table, holding the writer lock `bronze.<table>` (a second run on it is refused):
+
+1. reconcile — if bronze's last commit recorded a window end beyond `ops.watermarks` (the
+   process died between the Delta commit and the watermark update), move the watermark
+   there first, so that window is never appended twice;
+2. window — `[stored watermark, safe horizon)`, the horizon taken *before* the read
+   (`bronze.extract` explains why this loses nothing and needs no overlap);
+3. read the window over JDBC as the extractor role, in parallel partitions on the numeric
+   primary key; the select list is built from the live columns, so new ones come along;
+4. schema contract — a new column merges into bronze; a dropped or retyped one raises
+   `SchemaDriftError` naming table and column;
+5. append with ingestion metadata, idempotently: Delta `txnAppId`/`txnVersion` = horizon,
+   the window in the commit's `userMetadata`; an empty window writes nothing;
+6. save the watermark = horizon; register `bronze.<table>`; one `ops.runs` row per table.
+
+`--full-refresh` reads `[0, horizon)` and overwrites `bronze.<table>` (schema included):
+bronze then holds the current version of every source row, and the history of earlier
+versions is gone. It is the remedy after schema drift or a recreated source database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from bronze.extract import (
+    VERSION_COLUMN,
+    PartitionPlan,
+    Window,
+    horizon_sql,
+    jdbc_dbtable,
+    partition_plan,
+    source_name,
+    window_stats_sql,
+)
+from bronze.transforms import PARTITION_COLUMNS, check_schema, with_ingestion_metadata
+from bronze.watermarks import Watermark, read_watermark, save_watermark
+from core import console, db
+from core.errors import EcomError, LockBusyError
+from core.lake import register_table, table_path
+from core.ledger import RunRecord, record
+from core.locks import writer_lock
+from core.schema import SOURCE_SCHEMA, SOURCE_TABLES
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+LAYER = "bronze"
+COMMIT_APP = "ecom-bronze"
+MIN_ROWS_PER_PARTITION = 50_000  # below this a second JDBC connection costs more than it saves
+HISTORY_SCAN = 50  # commits searched for the last extraction window (others: OPTIMIZE, VACUUM…)
+
+
+@dataclass(frozen=True)
+class LiveTable:
+    """A source table as the extractor sees it now: its columns, and the key to split reads on."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: str | None  # single-column integer primary key, else None (one partition)
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    row_count: int
+    min_key: int | None
+    max_key: int | None
+
+
+def select_tables(tables: Sequence[str] | None) -> list[str]:
+    """The tables to extract, in dependency-free source order; unknown names fail clearly."""
+    if not tables:
+        return list(SOURCE_TABLES)
+    unknown = [t for t in tables if t not in SOURCE_TABLES]
+    if unknown:
+        raise EcomError(f"unknown source table(s) {', '.join(unknown)}: expected some of {', '.join(SOURCE_TABLES)}")
+    return list(dict.fromkeys(tables))
+
+
+def source_of(settings: Settings, table: str) -> str:
+    return source_name(settings.dialect, settings.source_db, SOURCE_SCHEMA, table)
+
+
+# --- reading the source -------------------------------------------------------------------------
+def describe_source(settings: Settings, table: str) -> LiveTable:
+    """The live column list and integer key of `shop.<table>`, inspected as the extractor."""
+    with db.connect(settings, "extractor") as conn:
+        db.check_source_initialised(conn, table)
+        inspector = sa.inspect(conn)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sa.exc.SAWarning)  # xid8 is unknown to SQLAlchemy
+            columns = inspector.get_columns(table, schema=SOURCE_SCHEMA)
+        pk = inspector.get_pk_constraint(table, schema=SOURCE_SCHEMA).get("constrained_columns") or []
+    names = tuple(c["name"] for c in columns)
+    if VERSION_COLUMN not in names:
+        raise EcomError(
+            f"source table {SOURCE_SCHEMA}.{table} has no {VERSION_COLUMN} column, so changes cannot be "
+            "extracted incrementally: run `ecom db init` against it"
+        )
+    types = {c["name"]: c["type"] for c in columns}
+    key = pk[0] if len(pk) == 1 and isinstance(types[pk[0]], sa.Integer) else None
+    return LiveTable(table, names, key)
+
+
+def plan_window(settings: Settings, live: LiveTable, lower: int) -> tuple[Window, WindowStats]:
+    """Take the safe horizon now, then count the window and find its key bounds."""
+    dialect = settings.dialect
+    with db.connect(settings, "extractor") as conn:
+        horizon = int(conn.exec_driver_sql(horizon_sql(dialect)).scalar_one())
+        if horizon < lower:
+            raise EcomError(
+                f"the source horizon {horizon} of {source_of(settings, live.name)} is behind the stored "
+                f"watermark {lower}: the source database was recreated or restored, so the watermark is "
+                f"meaningless — rebuild with `ecom run bronze --tables {live.name} --full-refresh`"
+            )
+        window = Window(lower, horizon)
+        if window.is_empty:
+            return window, WindowStats(0, None, None)
+        row = conn.exec_driver_sql(window_stats_sql(dialect, SOURCE_SCHEMA, live.name, live.key, window)).one()
+    return window, WindowStats(int(row.row_count), row.min_key, row.max_key)
+
+
+def read_window(
+    spark: SparkSession, settings: Settings, live: LiveTable, window: Window, plan: PartitionPlan
+) -> DataFrame:
+    """The rows of the window, lazily, as a Spark JDBC read (the schema is resolved now)."""
+    reader = (
+        spark.read.format("jdbc")
+        .options(**db.jdbc_options(settings, "extractor"))
+        .option("dbtable", jdbc_dbtable(settings.dialect, SOURCE_SCHEMA, live.name, live.columns, window))
+        .option("fetchsize", str(settings.jdbc_fetchsize))  # > 0: pgjdbc streams with a cursor
+    )
+    if plan.partitions > 1 and plan.column:
+        reader = (
+            reader.option("partitionColumn", plan.column)
+            .option("lowerBound", str(plan.lower))
+            .option("upperBound", str(plan.upper))
+            .option("numPartitions", str(plan.partitions))
+        )
+    return reader.load()
+
+
+# --- the bronze table's own record of what it holds ----------------------------------------------
+def committed_windows(spark: SparkSession, target: str, limit: int = HISTORY_SCAN) -> list[dict[str, Any]]:
+    """The extraction windows recorded in bronze's recent commits, newest first."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, target):
+        return []
+    out = []
+    for row in DeltaTable.forPath(spark, target).history(limit).select("version", "userMetadata").collect():
+        try:
+            meta = json.loads(row.userMetadata or "")
+        except ValueError:
+            continue
+        if isinstance(meta, dict) and meta.get("app") == COMMIT_APP:
+            out.append({**meta, "version": row.version})
+    return sorted(out, key=lambda m: m["version"], reverse=True)
+
+
+def reconcile(
+    spark: SparkSession, settings: Settings, table: str, source: str, stored: Watermark | None, run_id: str
+) -> Watermark | None:
+    """Catch the watermark up with bronze's last committed window (crash after commit)."""
+    windows = [w for w in committed_windows(spark, table_path(settings, LAYER, table)) if w.get("source") == source]
+    if not windows:
+        return stored
+    committed_to = int(windows[0]["window_to"])
+    if stored is not None and stored.watermark >= committed_to:
+        return stored
+    console.warn(
+        f"bronze.{table}: Delta v{windows[0]['version']} holds the window up to {committed_to} but the "
+        f"watermark is {stored.watermark if stored else 'unset'} (interrupted run {windows[0]['run_id']}): "
+        "advancing the watermark first"
+    )
+    save_watermark(spark, settings, table, source=source, watermark=committed_to, run_id=run_id)
+    return read_watermark(spark, settings, table)
+
+
+def write_bronze(
+    df: DataFrame, target: str, *, table: str, window: Window, metadata: dict[str, Any], full_refresh: bool
+) -> None:
+    """Append the window (or overwrite, on full refresh) as one idempotent Delta commit."""
+    writer = (
+        df.write.format("delta")
+        .partitionBy(*PARTITION_COLUMNS)
+        .option("userMetadata", json.dumps(metadata, sort_keys=True))
+    )
+    if full_refresh:
+        writer = writer.mode("overwrite").option("overwriteSchema", "true")
+    else:
+        # The same window committed twice (a retried write) is skipped by Delta itself.
+        writer = (
+            writer.mode("append")
+            .option("mergeSchema", "true")
+            .option("txnAppId", f"{COMMIT_APP}-{table}")
+            .option("txnVersion", str(window.upper))
+        )
+    writer.save(target)
+
+
+def _last_commit(spark: SparkSession, target: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, target).history(1).select("version", "operationMetrics", "userMetadata").first()
+    try:
+        meta = json.loads(row.userMetadata or "{}")
+    except ValueError:
+        meta = {}
+    return int(row.version), dict(row.operationMetrics or {}), meta
+
+
+# --- one table ------------------------------------------------------------------------------------
+def extract_table(
+    spark: SparkSession, settings: Settings, table: str, *, run_id: str, full_refresh: bool = False
+) -> RunRecord:
+    """Extract one source table's window into bronze; the finished ledger record."""
+    rec = RunRecord(run_id=run_id, layer=LAYER, table_name=table)
+    _extract(spark, settings, rec, full_refresh=full_refresh)
+    return rec
+
+
+def _extract(spark: SparkSession, settings: Settings, rec: RunRecord, *, full_refresh: bool) -> None:
+    from delta.tables import DeltaTable
+
+    table, run_id = rec.table_name, rec.run_id
+    source = source_of(settings, table)
+    target = table_path(settings, LAYER, table)
+    with writer_lock(settings, f"{LAYER}.{table}"):
+        exists = DeltaTable.isDeltaTable(spark, target)
+        stored = read_watermark(spark, settings, table)
+        if stored is not None and stored.source != source and not full_refresh:
+            raise EcomError(
+                f"the watermark of {table} belongs to {stored.source}, not {source}: "
+                f"rebuild with `ecom run bronze --tables {table} --full-refresh`"
+            )
+        if exists and not full_refresh:
+            stored = reconcile(spark, settings, table, source, stored, run_id)
+        if not exists and stored is not None and stored.watermark > 0 and not full_refresh:
+            console.warn(f"bronze.{table} is missing but its watermark is {stored.watermark}: extracting from the start")
+        lower = stored.watermark if (stored is not None and exists and not full_refresh) else 0
+
+        live = describe_source(settings, table)
+        window, stats = plan_window(settings, live, lower)
+        plan = partition_plan(
+            stats.row_count,
+            live.key,
+            stats.min_key,
+            stats.max_key,
+            max_partitions=settings.jdbc_partitions,
+            min_rows_per_partition=MIN_ROWS_PER_PARTITION,
+        )
+        rec.watermark_from, rec.watermark_to = str(window.lower), str(window.upper)
+        rec.details.update(
+            source=source,
+            window=[window.lower, window.upper],
+            rows_in_window=stats.row_count,
+            partitions=plan.partitions,
+            full_refresh=full_refresh,
+        )
+        console.step(
+            f"bronze.{table}: window [{window.lower}, {window.upper}) — {stats.row_count:,} row(s)"
+            + (f" in {plan.partitions} partitions on {plan.column}" if plan.partitions > 1 else "")
+        )
+
+        source_df = read_window(spark, settings, live, window, plan)
+        if exists and not full_refresh:
+            bronze_schema = spark.read.format("delta").load(target).schema
+            change = check_schema(table, bronze_schema, source_df.schema)
+            if change.added:
+                console.ok(f"bronze.{table}: new source column(s) {', '.join(change.added)} added to bronze")
+                rec.details["columns_added"] = list(change.added)
+
+        rows = 0
+        if stats.row_count > 0 or full_refresh or not exists:
+            ingested_at = datetime.now(UTC)
+            metadata = {
+                "app": COMMIT_APP,
+                "table": table,
+                "run_id": run_id,
+                "source": source,
+                "window_from": window.lower,
+                "window_to": window.upper,
+                "full_refresh": full_refresh,
+            }
+            bronze_df = source_df.transform(
+                lambda df: with_ingestion_metadata(
+                    df, run_id=run_id, source=source, ingested_at=ingested_at, horizon=window.upper
+                )
+            )
+            write_bronze(bronze_df, target, table=table, window=window, metadata=metadata, full_refresh=full_refresh)
+            version, metrics, committed = _last_commit(spark, target)
+            rec.delta_version = version
+            if committed.get("run_id") == run_id and committed.get("window_to") == window.upper:
+                rows = int(metrics.get("numOutputRows", 0))
+            else:
+                console.warn(f"bronze.{table}: window up to {window.upper} was already committed: nothing appended")
+        else:
+            rec.delta_version = _last_commit(spark, target)[0]
+
+        save_watermark(spark, settings, table, source=source, watermark=window.upper, run_id=run_id)
+        register_table(spark, settings, LAYER, table)
+
+    rec.rows_in = rec.rows_out = rows  # bronze is raw: every row read is written
+    rec.finish("succeeded", None if rows or full_refresh else "no new rows")
+    rate = f", {rows / rec.seconds:,.0f} rows/s" if rows and rec.seconds else ""
+    console.ok(
+        f"bronze.{table}: {rows:,} row(s) → Delta v{rec.delta_version} in {rec.seconds:.1f}s{rate}; "
+        f"watermark {window.lower} → {window.upper}"
+    )
+
+
+# --- the layer ------------------------------------------------------------------------------------
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    run_id: str,
+    full_refresh: bool = False,
+    tables: Sequence[str] | None = None,
+) -> list[RunRecord]:
+    """Extract every (or the named) source table; record each in `ops.runs`.
+
+    A table that fails with an expected error (lock busy, schema drift…) does not stop the
+    others; the layer then raises, so later layers do not run.
+    """
+    names = select_tables(tables)
+    records: list[RunRecord] = []
+    failures: list[tuple[str, EcomError]] = []
+    try:
+        for table in names:
+            rec = RunRecord(run_id=run_id, layer=LAYER, table_name=table)
+            records.append(rec)
+            try:
+                _extract(spark, settings, rec, full_refresh=full_refresh)
+            except EcomError as exc:
+                rec.finish("failed", str(exc))
+                console.error(f"bronze.{table}: {exc}")
+                failures.append((table, exc))
+            except BaseException as exc:
+                rec.finish("failed", f"{type(exc).__name__}: {exc}")
+                raise
+    finally:
+        _record(spark, settings, records)
+    if failures:
+        first = failures[0][1]
+        if len(failures) == 1:
+            raise first
+        message = "; ".join(f"{t}: {e}" for t, e in failures)
+        raise type(first)(f"bronze failed for {len(failures)} tables — {message}") from first
+    return records
+
+
+def _record(spark: SparkSession, settings: Settings, records: list[RunRecord], wait_s: float = 60.0) -> None:
+    """Append to the ledger, waiting briefly when another command is appending to it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            record(spark, settings, *records)
+            return
+        except LockBusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)

@@ -1,0 +1,127 @@
+"""`ops.watermarks`: one row per source table, the horizon up to which bronze has extracted.
+
+Grain: one row per source table. `watermark` is the exclusive upper bound of the last
+extraction (the next window starts there), `previous` the one before, `source` the source
+it belongs to (a watermark of another database or dialect is meaningless here).
+Updated by a Delta MERGE on `table_name` under the `ops.watermarks` writer lock, which
+several bronze processes on different tables share, so the lock is awaited briefly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from core.errors import LockBusyError
+from core.lake import register_table, table_path
+from core.locks import writer_lock
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.types import StructType
+
+LOCK_WAIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Watermark:
+    table_name: str
+    source: str
+    watermark: int
+    previous: int | None
+    run_id: str
+    updated_at: datetime
+
+
+def watermarks_schema() -> StructType:
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField("table_name", T.StringType(), False),
+            T.StructField("source", T.StringType(), False),
+            T.StructField("watermark", T.LongType(), False),
+            T.StructField("previous", T.LongType(), True),
+            T.StructField("run_id", T.StringType(), False),
+            T.StructField("updated_at", T.TimestampType(), False),
+        ]
+    )
+
+
+def path(settings: Settings) -> str:
+    return table_path(settings, "ops", "watermarks")
+
+
+@contextmanager
+def waiting_lock(settings: Settings, name: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """`writer_lock`, retried for up to `wait_s`: for short critical sections that several runs share."""
+    deadline = time.monotonic() + wait_s
+    with ExitStack() as stack:
+        while True:
+            try:
+                stack.enter_context(writer_lock(settings, name))
+                break
+            except LockBusyError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+        yield
+
+
+def read_watermark(spark: SparkSession, settings: Settings, table: str) -> Watermark | None:
+    """The stored watermark of one source table, or None before its first extraction."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    if not DeltaTable.isDeltaTable(spark, path(settings)):
+        return None
+    rows = spark.read.format("delta").load(path(settings)).where(F.col("table_name") == table).collect()
+    if not rows:
+        return None
+    return Watermark(**rows[0].asDict())
+
+
+def save_watermark(
+    spark: SparkSession, settings: Settings, table: str, *, source: str, watermark: int, run_id: str
+) -> None:
+    """Set the watermark of `table` (MERGE on table_name); the old value moves to `previous`."""
+    from delta.tables import DeltaTable
+
+    row = {
+        "table_name": table,
+        "source": source,
+        "watermark": int(watermark),
+        "previous": None,
+        "run_id": run_id,
+        "updated_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    src = spark.createDataFrame([row], schema=watermarks_schema())
+    with waiting_lock(settings, "ops.watermarks"):
+        (
+            DeltaTable.createIfNotExists(spark)
+            .location(path(settings))
+            .addColumns(watermarks_schema())
+            .execute()
+        )
+        (
+            DeltaTable.forPath(spark, path(settings))
+            .alias("t")
+            .merge(src.alias("s"), "t.table_name = s.table_name")
+            .whenMatchedUpdate(
+                set={
+                    "source": "s.source",
+                    "watermark": "s.watermark",
+                    "previous": "t.watermark",
+                    "run_id": "s.run_id",
+                    "updated_at": "s.updated_at",
+                }
+            )
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    register_table(spark, settings, "ops", "watermarks")
