@@ -21,9 +21,10 @@ help: ## List the targets
 setup: sysdeps $(BIN)/.installed jars ## Install system packages if missing, .venv (uv, locked), the project, pinned jars (idempotent)
 
 # Debian packages the platform needs: PostgreSQL server (the local cluster), unixODBC and
-# FreeTDS's ODBC driver (SQL Server from Python). Installed only when missing, as root.
-SYSPKGS := postgresql unixodbc tdsodbc
-sysdeps: ## Install missing Debian packages (postgresql, unixodbc, tdsodbc) when root; else say what to install
+# FreeTDS (SQL Server from Python), Chromium (headless Data Docs checks in the tests).
+# Installed only when missing, as root.
+SYSPKGS := postgresql unixodbc tdsodbc chromium
+sysdeps: ## Install missing Debian packages (postgresql, unixodbc, tdsodbc, chromium) when root; else say what to install
 	@missing=""; for p in $(SYSPKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then echo "system packages: present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
