@@ -147,13 +147,16 @@ def generate(ctx: click.Context) -> None:
 @click.argument("layer", type=click.Choice([*LAYERS, "all"]))
 @click.option("--full-refresh", is_flag=True, help="Rebuild from scratch instead of incrementally.")
 @click.option("--tables", default=None, help="Comma-separated subset of tables.")
+@click.option(
+    "--summary-json", default=None, type=click.Path(dir_okay=False), help="Also write the run summary as JSON here."
+)
 @handled
-def run(layer: str, full_refresh: bool, tables: str | None) -> None:
+def run(layer: str, full_refresh: bool, tables: str | None, summary_json: str | None) -> None:
     """Run one layer in isolation, or all in order, each gated by its checkpoint."""
     from core import runner
 
     names = [t.strip() for t in tables.split(",") if t.strip()] if tables else None
-    ok = runner.run(settings(), layer, full_refresh=full_refresh, tables=names)
+    ok = runner.run(settings(), layer, full_refresh=full_refresh, tables=names, summary_json=summary_json)
     sys.exit(0 if ok else 1)
 
 

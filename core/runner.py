@@ -9,7 +9,9 @@ not run (their gate is closed).
 from __future__ import annotations
 
 import importlib
+import json
 import time
+from pathlib import Path
 from types import ModuleType
 
 from core import console
@@ -47,13 +49,26 @@ def built_layers() -> list[str]:
     return out
 
 
-def run(settings: Settings, layer: str, *, full_refresh: bool = False, tables: list[str] | None = None) -> bool:
+def run(
+    settings: Settings,
+    layer: str,
+    *,
+    full_refresh: bool = False,
+    tables: list[str] | None = None,
+    summary_json: str | None = None,
+) -> bool:
     """Run one layer or all; print a one-screen summary. Returns True when all succeeded."""
-    return run_layers(settings, list(ORDER) if layer == "all" else [layer], full_refresh=full_refresh, tables=tables)
+    layers = list(ORDER) if layer == "all" else [layer]
+    return run_layers(settings, layers, full_refresh=full_refresh, tables=tables, summary_json=summary_json)
 
 
 def run_layers(
-    settings: Settings, layers: list[str], *, full_refresh: bool = False, tables: list[str] | None = None
+    settings: Settings,
+    layers: list[str],
+    *,
+    full_refresh: bool = False,
+    tables: list[str] | None = None,
+    summary_json: str | None = None,
 ) -> bool:
     layer = "all" if len(layers) > 1 else layers[0]
     modules = {name: job_module(name) for name in layers}  # fail fast, before Spark starts
@@ -73,9 +88,17 @@ def run_layers(
             failed = f"{name}: {exc}"
             break
     _summary(records, time.monotonic() - t0)
+    if summary_json:
+        write_summary(summary_json, records, failed)
     if failed:
         raise EcomError(failed)
     return all(r.status in ("succeeded", "skipped") for r in records)
+
+
+def write_summary(path: str, records: list[RunRecord], failed: str | None) -> None:
+    """Machine-readable summary (Airflow turns it into Asset event metadata)."""
+    body = {"ok": failed is None, "error": failed, "tables": [r.row() for r in records]}
+    Path(path).write_text(json.dumps(body, default=str, indent=2))
 
 
 def _summary(records: list[RunRecord], seconds: float) -> None:
