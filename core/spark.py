@@ -99,6 +99,10 @@ def get_spark(settings: Settings, app_name: str = "ecom", register: bool = True)
         builder = builder.config(key, value)
     builder = builder.config("spark.sql.catalogImplementation", "in-memory")
     _SESSION = builder.getOrCreate()
+    starts = os.environ.get("ECOM_SPARK_STARTS_FILE")  # bench/ counts sessions per command
+    if starts:
+        with open(starts, "a") as fh:
+            fh.write(f"{os.getpid()} {app_name}\n")
     _SESSION.sparkContext.setLogLevel("WARN")
     if register:
         from core.lake import register_lake

@@ -1,0 +1,38 @@
+"""`make bench [PROFILE=quick|full]`: run every case, print Markdown, save JSON and a PNG plot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from bench import cases
+from bench.report import Report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--profile", choices=sorted(cases.PROFILES), default="quick")
+    parser.add_argument("--only", default=None, help="comma-separated case names")
+    args = parser.parse_args(argv)
+    report = Report(profile=args.profile)
+    selected = [c for c in cases.CASES if not args.only or c.__name__ in args.only.split(",")]
+    failures = []
+    for case in selected:
+        print(f"› {case.__name__}: {(case.__doc__ or '').strip().splitlines()[0]}", flush=True)
+        try:
+            case(report, cases.PROFILES[args.profile])
+        except Exception as exc:  # a broken case is reported, the others still run
+            traceback.print_exc()
+            failures.append(f"{case.__name__}: {exc}")
+    print()
+    print(report.markdown())
+    path = report.save()
+    print(f"\nJSON: {path}" + (f"\nplot: {path.with_suffix('.png')}" if report.curves else ""))
+    for f in failures:
+        print(f"case failed: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Figures, goals and the report: Markdown on stdout, JSON under bench/results/, a PNG plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Figure:
+    """One measured figure beside its same-run baseline, judged against a goal."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str | None = None
+    goal: str | None = None  # human-readable, e.g. "≥ 50,000 rows/s"
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline in (None, 0):
+            return None
+        return self.value / self.baseline  # type: ignore[operator]
+
+
+@dataclass
+class Report:
+    profile: str
+    figures: list[Figure] = field(default_factory=list)
+    curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        print(f"  measured: {figure.name} = {figure.value:,.2f} {figure.unit}", flush=True)
+        return figure
+
+    def markdown(self) -> str:
+        lines = [
+            f"# ecom lakehouse benchmarks — profile `{self.profile}`",
+            "",
+            machine_header(),
+            "",
+            "| figure | value | baseline (same run) | ratio | goal | met |",
+            "|---|---:|---:|---:|---|---|",
+        ]
+        for f in self.figures:
+            base = "" if f.baseline is None else f"{f.baseline:,.2f} {f.unit} ({f.baseline_name})"
+            ratio = "" if f.ratio is None else f"{f.ratio:.2f}×"
+            met = "" if f.met is None else ("met" if f.met else "**not met**")
+            lines.append(f"| {f.name} | {f.value:,.2f} {f.unit} | {base} | {ratio} | {f.goal or ''} | {met} |")
+        notes = [f"- {f.name}: {f.note}" for f in self.figures if f.note]
+        return "\n".join(lines + (["", *notes] if notes else []))
+
+    def save(self) -> Path:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        path = RESULTS / f"bench-{self.profile}-{stamp}.json"
+        body = {
+            "profile": self.profile,
+            "started": self.started,
+            "machine": machine_info(),
+            "figures": [asdict(f) | {"ratio": f.ratio} for f in self.figures],
+            "curves": self.curves,
+        }
+        path.write_text(json.dumps(body, indent=2))
+        if self.curves:
+            self.plot(path.with_suffix(".png"))
+        return path
+
+    def plot(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for label, points in self.curves.items():
+            xs, ys = zip(*sorted(points), strict=True)
+            ax.plot(xs, ys, marker="o", label=label)
+        ax.set_xlabel("rows (history size)")
+        ax.set_ylabel("seconds")
+        ax.set_xscale("log")
+        ax.set_title(f"ecom lakehouse scaling — {self.profile}")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def machine_info() -> dict[str, Any]:
+    import pyspark
+
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr.splitlines()
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "java": java[0] if java else "?",
+        "os": platform.platform(),
+    }
+
+
+def machine_header() -> str:
+    m = machine_info()
+    return (
+        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
+        f"PySpark {m['pyspark']}, {m['java']}"
+    )
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def median_of(n: int, fn: Callable[[], float]) -> float:
+    """Median of n runs of fn (each returns its own measured seconds)."""
+    return statistics.median(fn() for _ in range(n))
