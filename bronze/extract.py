@@ -102,9 +102,7 @@ def version_literal(dialect: str, value: int) -> str:
 
 def window_predicate(dialect: str, window: Window) -> str:
     col = quote(dialect, VERSION_COLUMN)
-    return (
-        f"{col} >= {version_literal(dialect, window.lower)} AND {col} < {version_literal(dialect, window.upper)}"
-    )
+    return f"{col} >= {version_literal(dialect, window.lower)} AND {col} < {version_literal(dialect, window.upper)}"
 
 
 def select_item(dialect: str, column: str) -> str:

@@ -42,13 +42,13 @@ from bronze.extract import (
     source_name,
     window_stats_sql,
 )
+from bronze.locking import table_lock
 from bronze.transforms import PARTITION_COLUMNS, check_schema, with_ingestion_metadata
 from bronze.watermarks import Watermark, read_watermark, save_watermark
 from core import console, db
 from core.errors import EcomError, LockBusyError
 from core.lake import register_table, table_path
 from core.ledger import RunRecord, record
-from core.locks import writer_lock
 from core.schema import SOURCE_SCHEMA, SOURCE_TABLES
 from core.settings import Settings
 
@@ -112,6 +112,12 @@ def describe_source(settings: Settings, table: str) -> LiveTable:
     return LiveTable(table, names, key)
 
 
+def current_horizon(settings: Settings) -> int:
+    """The source's safe horizon now: every change below it is committed (or rolled back)."""
+    with db.connect(settings, "extractor") as conn:
+        return int(conn.exec_driver_sql(horizon_sql(settings.dialect)).scalar_one())
+
+
 def plan_window(settings: Settings, live: LiveTable, lower: int) -> tuple[Window, WindowStats]:
     """Take the safe horizon now, then count the window and find its key bounds."""
     dialect = settings.dialect
@@ -171,17 +177,32 @@ def committed_windows(spark: SparkSession, target: str, limit: int = HISTORY_SCA
 def reconcile(
     spark: SparkSession, settings: Settings, table: str, source: str, stored: Watermark | None, run_id: str
 ) -> Watermark | None:
-    """Catch the watermark up with bronze's last committed window (crash after commit)."""
-    windows = [w for w in committed_windows(spark, table_path(settings, LAYER, table)) if w.get("source") == source]
-    if not windows:
+    """Catch the watermark up with what bronze already holds (a crash after the Delta commit).
+
+    The last extraction window is in the commit metadata; should that history be gone (log
+    cleanup) while the watermark is missing too, the data's greatest `_extract_horizon` says it.
+    """
+    target = table_path(settings, LAYER, table)
+    windows = [w for w in committed_windows(spark, target) if w.get("source") == source]
+    if windows:
+        committed_to, where = (
+            int(windows[0]["window_to"]),
+            f"Delta v{windows[0]['version']} (run {windows[0]['run_id']})",
+        )
+    elif stored is None:
+        from pyspark.sql import functions as F
+
+        top = spark.read.format("delta").load(target).agg(F.max("_extract_horizon")).first()[0]
+        if top is None:
+            return stored
+        committed_to, where = int(top), "its rows"
+    else:
         return stored
-    committed_to = int(windows[0]["window_to"])
     if stored is not None and stored.watermark >= committed_to:
         return stored
     console.warn(
-        f"bronze.{table}: Delta v{windows[0]['version']} holds the window up to {committed_to} but the "
-        f"watermark is {stored.watermark if stored else 'unset'} (interrupted run {windows[0]['run_id']}): "
-        "advancing the watermark first"
+        f"bronze.{table}: {where} holds the window up to {committed_to} but the watermark is "
+        f"{stored.watermark if stored else 'unset'}: advancing the watermark first"
     )
     save_watermark(spark, settings, table, source=source, watermark=committed_to, run_id=run_id)
     return read_watermark(spark, settings, table)
@@ -222,21 +243,34 @@ def _last_commit(spark: SparkSession, target: str) -> tuple[int, dict[str, str],
 
 # --- one table ------------------------------------------------------------------------------------
 def extract_table(
-    spark: SparkSession, settings: Settings, table: str, *, run_id: str, full_refresh: bool = False
+    spark: SparkSession,
+    settings: Settings,
+    table: str,
+    *,
+    run_id: str,
+    full_refresh: bool = False,
+    start_at: int | None = None,
 ) -> RunRecord:
-    """Extract one source table's window into bronze; the finished ledger record."""
+    """Extract one source table's window into bronze; the finished ledger record (not yet recorded).
+
+    `start_at` (a horizon, see `current_horizon`) applies to the first extraction only, while
+    `bronze.<table>` does not exist: it skips the history below it instead of reading from 0.
+    """
     rec = RunRecord(run_id=run_id, layer=LAYER, table_name=table)
-    _extract(spark, settings, rec, full_refresh=full_refresh)
+    _extract(spark, settings, rec, full_refresh=full_refresh, start_at=start_at)
     return rec
 
 
-def _extract(spark: SparkSession, settings: Settings, rec: RunRecord, *, full_refresh: bool) -> None:
+def _extract(
+    spark: SparkSession, settings: Settings, rec: RunRecord, *, full_refresh: bool, start_at: int | None = None
+) -> None:
     from delta.tables import DeltaTable
 
+    t0 = time.monotonic()
     table, run_id = rec.table_name, rec.run_id
     source = source_of(settings, table)
     target = table_path(settings, LAYER, table)
-    with writer_lock(settings, f"{LAYER}.{table}"):
+    with table_lock(settings, f"{LAYER}.{table}"):
         exists = DeltaTable.isDeltaTable(spark, target)
         stored = read_watermark(spark, settings, table)
         if stored is not None and stored.source != source and not full_refresh:
@@ -246,10 +280,17 @@ def _extract(spark: SparkSession, settings: Settings, rec: RunRecord, *, full_re
             )
         if exists and not full_refresh:
             stored = reconcile(spark, settings, table, source, stored, run_id)
-        if not exists and stored is not None and stored.watermark > 0 and not full_refresh:
-            console.warn(f"bronze.{table} is missing but its watermark is {stored.watermark}: extracting from the start")
-        lower = stored.watermark if (stored is not None and exists and not full_refresh) else 0
+        if full_refresh:
+            lower = 0
+        elif exists:
+            lower = stored.watermark if stored is not None else 0
+        else:
+            lower = start_at or 0
+            if stored is not None and stored.watermark > lower:
+                # Resuming from the watermark would lose what the missing table held.
+                console.warn(f"bronze.{table} is missing but its watermark is {stored.watermark}: starting at {lower}")
 
+        t_plan = time.monotonic()
         live = describe_source(settings, table)
         window, stats = plan_window(settings, live, lower)
         plan = partition_plan(
@@ -273,6 +314,7 @@ def _extract(spark: SparkSession, settings: Settings, rec: RunRecord, *, full_re
             + (f" in {plan.partitions} partitions on {plan.column}" if plan.partitions > 1 else "")
         )
 
+        t_copy = time.monotonic()
         source_df = read_window(spark, settings, live, window, plan)
         if exists and not full_refresh:
             bronze_schema = spark.read.format("delta").load(target).schema
@@ -308,8 +350,15 @@ def _extract(spark: SparkSession, settings: Settings, rec: RunRecord, *, full_re
         else:
             rec.delta_version = _last_commit(spark, target)[0]
 
+        t_finish = time.monotonic()
         save_watermark(spark, settings, table, source=source, watermark=window.upper, run_id=run_id)
         register_table(spark, settings, LAYER, table)
+        rec.details["phase_s"] = {
+            "prepare": round(t_plan - t0, 2),
+            "plan": round(t_copy - t_plan, 2),
+            "copy": round(t_finish - t_copy, 2),
+            "finish": round(time.monotonic() - t_finish, 2),
+        }
 
     rec.rows_in = rec.rows_out = rows  # bronze is raw: every row read is written
     rec.finish("succeeded", None if rows or full_refresh else "no new rows")

@@ -29,6 +29,9 @@ def with_ingestion_metadata(
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
+    clash = [c for c in df.columns if c in METADATA_COLUMNS]
+    if clash:
+        raise SchemaDriftError(f"source column(s) {', '.join(clash)} collide with bronze's own metadata columns")
     if ingested_at.tzinfo is None:
         raise ValueError("ingested_at must be timezone-aware (UTC)")
     ts = ingested_at.astimezone(UTC)

@@ -4,28 +4,22 @@ Grain: one row per source table. `watermark` is the exclusive upper bound of the
 extraction (the next window starts there), `previous` the one before, `source` the source
 it belongs to (a watermark of another database or dialect is meaningless here).
 Updated by a Delta MERGE on `table_name` under the `ops.watermarks` writer lock, which
-several bronze processes on different tables share, so the lock is awaited briefly.
+bronze runs on different tables share, so that lock is awaited briefly.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from core.errors import LockBusyError
+from bronze.locking import waiting_lock
 from core.lake import register_table, table_path
-from core.locks import writer_lock
 from core.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.types import StructType
-
-LOCK_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,22 +51,6 @@ def path(settings: Settings) -> str:
     return table_path(settings, "ops", "watermarks")
 
 
-@contextmanager
-def waiting_lock(settings: Settings, name: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
-    """`writer_lock`, retried for up to `wait_s`: for short critical sections that several runs share."""
-    deadline = time.monotonic() + wait_s
-    with ExitStack() as stack:
-        while True:
-            try:
-                stack.enter_context(writer_lock(settings, name))
-                break
-            except LockBusyError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.2)
-        yield
-
-
 def read_watermark(spark: SparkSession, settings: Settings, table: str) -> Watermark | None:
     """The stored watermark of one source table, or None before its first extraction."""
     from delta.tables import DeltaTable
@@ -102,12 +80,8 @@ def save_watermark(
     }
     src = spark.createDataFrame([row], schema=watermarks_schema())
     with waiting_lock(settings, "ops.watermarks"):
-        (
-            DeltaTable.createIfNotExists(spark)
-            .location(path(settings))
-            .addColumns(watermarks_schema())
-            .execute()
-        )
+        if not DeltaTable.isDeltaTable(spark, path(settings)):
+            DeltaTable.createIfNotExists(spark).location(path(settings)).addColumns(watermarks_schema()).execute()
         (
             DeltaTable.forPath(spark, path(settings))
             .alias("t")

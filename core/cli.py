@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from core import console
-from core.errors import EcomError, NotBuiltYetError
+from core.errors import EcomError, NotBuiltYetError, SettingsError
 from core.settings import Settings, get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -130,7 +130,10 @@ def db_shell(database: str, command: str | None) -> None:
 
 
 # --- ecom generate ----------------------------------------------------------------------------
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,  # -h/--help go to the real command, which lists its options
+)
 @click.pass_context
 @handled
 def generate(ctx: click.Context) -> None:
@@ -139,7 +142,12 @@ def generate(ctx: click.Context) -> None:
         from generator.cli import generate as real
     except ImportError:
         not_built("generate", "issue 3: generator")
-    ctx.invoke(real, **real.make_context("generate", list(ctx.args)).params)
+    try:
+        sub = real.make_context("generate", list(ctx.args), parent=ctx.parent)
+    except click.UsageError as exc:  # bad flag or value: one line, like every other failure
+        raise SettingsError(f"{exc.format_message()} — see `ecom generate --help`") from None
+    with sub:
+        real.invoke(sub)
 
 
 # --- ecom run / validate -----------------------------------------------------------------------
@@ -201,10 +209,27 @@ def status(limit: int) -> None:
 
 
 @cli.command()
+@click.option(
+    "--retain-hours",
+    type=click.FloatRange(min=168),
+    default=168,
+    show_default=True,
+    help="VACUUM keeps this much history (at least 7 days; a table's own longer setting wins).",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=30,
+    show_default=True,
+    help="Seconds to wait for a table's writer lock before skipping it.",
+)
 @handled
-def maintain() -> None:
+def maintain(retain_hours: float, wait_s: float) -> None:
     """OPTIMIZE and VACUUM every lake table per the retention policy."""
-    not_built("maintain", "issue 9: housekeeping")
+    from core import maintain as maintain_mod
+
+    maintain_mod.maintain(settings(), retain_hours=retain_hours, wait_s=wait_s)
 
 
 @cli.command()

@@ -9,9 +9,12 @@ seed.
 
 from __future__ import annotations
 
+import json
+import os
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -48,9 +51,18 @@ class Category:
 
 
 CATEGORIES: tuple[Category, ...] = (
-    Category("electronics", "ELE", 180.0, 0.8, 0.14, ("Headphones", "Speaker", "Charger", "Monitor", "Keyboard", "Tablet", "Camera", "Smartwatch")),  # noqa: E501
+    Category(
+        "electronics",
+        "ELE",
+        180.0,
+        0.8,
+        0.14,
+        ("Headphones", "Speaker", "Charger", "Monitor", "Keyboard", "Tablet", "Camera", "Smartwatch"),
+    ),
     Category("books", "BOO", 14.0, 0.45, 0.12, ("Novel", "Cookbook", "Atlas", "Biography", "Guide", "Anthology")),
-    Category("clothing", "CLO", 35.0, 0.6, 0.16, ("T-Shirt", "Jacket", "Sweater", "Jeans", "Dress", "Scarf", "Sneakers")),  # noqa: E501
+    Category(
+        "clothing", "CLO", 35.0, 0.6, 0.16, ("T-Shirt", "Jacket", "Sweater", "Jeans", "Dress", "Scarf", "Sneakers")
+    ),
     Category("home", "HOM", 45.0, 0.7, 0.12, ("Lamp", "Cushion", "Rug", "Vase", "Blanket", "Mirror", "Shelf")),
     Category("beauty", "BEA", 22.0, 0.55, 0.09, ("Serum", "Lipstick", "Shampoo", "Perfume", "Cream", "Mascara")),
     Category("sports", "SPO", 60.0, 0.75, 0.09, ("Yoga Mat", "Dumbbell", "Racket", "Bottle", "Backpack", "Helmet")),
@@ -113,9 +125,58 @@ def _unique(values: list[str], size: int) -> np.ndarray:
     return np.array(seen[:size] or ["x"], dtype=object)
 
 
+def _cache_file(sizes: int) -> Path:
+    from importlib.metadata import version
+
+    from core.settings import project_dir
+
+    return project_dir() / ".cache" / "generator" / f"pools-faker{version('faker')}-{POOL_SEED}-{sizes}.json"
+
+
 @lru_cache(maxsize=1)
 def build_pools(sizes: int = 120) -> Pools:
-    """Fill the pools with Faker once per process (about a quarter of a second)."""
+    """The pools: read from the cache file, else made with Faker (about a second) and cached.
+
+    The cache is plain JSON keyed by the Faker version, the pool seed and the sizes, so it
+    always holds what Faker would make; a missing or unreadable file is simply rebuilt.
+    """
+    path = _cache_file(sizes)
+    try:
+        return _from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    pools = _make_pools(sizes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(_to_json(pools), ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only checkout just rebuilds the pools each time
+    return pools
+
+
+_PER_COUNTRY = ("first_names", "last_names", "email_first", "email_last", "cities", "phones")
+_SHARED = ("country_codes", "email_domains", "brands", "colors", "search_terms")
+
+
+def _to_json(pools: Pools) -> dict[str, object]:
+    out: dict[str, object] = {k: [list(a) for a in getattr(pools, k)] for k in _PER_COUNTRY}
+    out.update({k: list(getattr(pools, k)) for k in _SHARED})
+    out["country_p"] = pools.country_p.tolist()
+    return out
+
+
+def _from_json(data: dict[str, list]) -> Pools:
+    kwargs: dict[str, object] = {k: tuple(np.array(a, dtype=object) for a in data[k]) for k in _PER_COUNTRY}
+    kwargs.update({k: np.array(data[k], dtype=object) for k in _SHARED})
+    kwargs["country_p"] = np.array(data["country_p"], dtype=float)
+    if list(kwargs["country_codes"]) != list(COUNTRIES):  # type: ignore[call-overload]
+        raise ValueError("cached pools are for other countries")
+    return Pools(**kwargs)  # type: ignore[arg-type]
+
+
+def _make_pools(sizes: int) -> Pools:
     from faker import Faker
 
     firsts, lasts, efirsts, elasts, cities, phones = [], [], [], [], [], []

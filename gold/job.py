@@ -1,0 +1,561 @@
+"""`ecom run gold`: silver → the gold marts, incrementally, equal to a full rebuild.
+
+One run:
+
+1. pin — the current Delta version of each silver table; every read below is at that
+   version, so a silver run committing meanwhile is simply seen next time;
+2. as of — the run's logical time is the newest silver clock (`updated_at` / `ingested_at`,
+   the source database's clock) at those versions, unless given; it is stored with the run
+   (`ops.gold_progress`, the ledger's details) and no metric reads the wall clock;
+3. per mart, holding the writer lock `gold.<mart>`:
+   - plan — full when asked (`--full-refresh`), when the mart or its progress does not exist,
+     or when a silver table was recreated, restored or overwritten since the versions the
+     mart consumed; else incremental;
+   - incremental — the keys changed in each silver table since those versions (change data
+     feed) → the gold keys they touch (`gold.marts.scope`, comparing old and new silver
+     states) → those keys recomputed with the mart's own transform → gate → one MERGE that
+     upserts them and deletes the ones left without a row. `customer_360` is rewritten
+     whole (base columns kept, as-of columns re-derived) when the as-of date moved;
+   - full — the mart's transform on all of silver → gate → overwrite;
+   - progress — the silver versions consumed, the as-of and the run id, in
+     `ops.gold_progress` (a crash before it only means the same changes are reapplied:
+     recomputing a key from silver is idempotent);
+4. ledger — one `ops.runs` row per mart (rows recomputed in, rows written out, Delta version).
+
+The GX gate (`expectations.gate`, when that package provides it) sees the candidate rows
+before anything is written; a failure writes nothing for that mart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import reduce
+from typing import TYPE_CHECKING, Any
+
+from core import console
+from core.errors import EcomError, LockBusyError, ValidationFailedError
+from core.lake import register_table, table_path
+from core.ledger import RunRecord, record
+from core.locks import writer_lock
+from core.schema import SOURCE_TABLES
+from core.settings import Settings
+from gold.marts.registry import RECIPES, Recipe
+from gold.marts.scope import SILVER_KEYS, Changes, SilverState
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+LAYER = "gold"
+SILVER_TABLES: tuple[str, ...] = tuple(SILVER_KEYS)
+PROGRESS_TABLE = "gold_progress"  # ops.gold_progress: one row per mart × silver table
+# Commits after which a change feed is no use: everything may have changed, rebuild instead.
+REWRITING_OPERATIONS = frozenset(
+    {
+        "CREATE OR REPLACE TABLE",
+        "REPLACE TABLE",
+        "CREATE OR REPLACE TABLE AS SELECT",
+        "REPLACE TABLE AS SELECT",
+        "RESTORE",
+        "TRUNCATE",
+    }
+)
+EPOCH = datetime(1970, 1, 1)
+
+
+# --- pinned silver ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PinnedTable:
+    """A silver table at the version this run reads."""
+
+    name: str
+    path: str
+    table_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a mart consumed last: silver version and table id per table, and the as-of."""
+
+    versions: dict[str, int]
+    table_ids: dict[str, str]
+    as_of: datetime | None
+
+
+def select_marts(tables: Sequence[str] | None) -> list[str]:
+    """The marts to build: all, or the named marts and the marts reading the named silver tables."""
+    if not tables:
+        return list(RECIPES)
+    chosen: set[str] = set()
+    unknown = []
+    for name in tables:
+        if name in RECIPES:
+            chosen.add(name)
+        elif name in SILVER_KEYS:
+            chosen.update(m for m, r in RECIPES.items() if name in r.mart.sources)
+        else:
+            unknown.append(name)
+    if unknown:
+        raise EcomError(
+            f"unknown gold table(s) {', '.join(unknown)}: expected marts ({', '.join(RECIPES)}) "
+            f"or silver tables ({', '.join(SILVER_TABLES)})"
+        )
+    return [m for m in RECIPES if m in chosen]
+
+
+def pin_silver(spark: SparkSession, settings: Settings) -> dict[str, PinnedTable]:
+    """The current version and table id of every silver table; a clear error when one is missing."""
+    from delta.tables import DeltaTable
+
+    pinned = {}
+    for name in SILVER_TABLES:
+        path = table_path(settings, "silver", name)
+        if not DeltaTable.isDeltaTable(spark, path):
+            raise EcomError(f"silver.{name} does not exist at {path}: run `ecom run silver` first")
+        table = DeltaTable.forPath(spark, path)
+        version = int(table.history(1).select("version").first()[0])
+        table_id = str(table.detail().select("id").first()[0])
+        pinned[name] = PinnedTable(name, path, table_id, version)
+    return pinned
+
+
+def business_columns(df: DataFrame) -> DataFrame:
+    """Silver's business columns: lineage and other `_` columns dropped."""
+    return df.select(*[c for c in df.columns if not c.startswith("_")])
+
+
+def read_state(spark: SparkSession, pinned: dict[str, PinnedTable], versions: dict[str, int]) -> SilverState:
+    frames = {
+        name: business_columns(spark.read.format("delta").option("versionAsOf", versions[name]).load(t.path))
+        for name, t in pinned.items()
+    }
+    return SilverState.of(frames)
+
+
+def micros_to_datetime(micros: int | None) -> datetime | None:
+    return None if micros is None else EPOCH + timedelta(microseconds=int(micros))
+
+
+def logical_time(state: SilverState) -> datetime | None:
+    """The newest source-database clock in silver (UTC, naive): the run's "as of"."""
+    from pyspark.sql import functions as F
+
+    maxima = [
+        getattr(state, name).select(F.max(F.unix_micros(SOURCE_TABLES[name].clock)).alias("us"))
+        for name in SILVER_TABLES
+    ]
+    return micros_to_datetime(reduce(lambda a, b: a.unionByName(b), maxima).agg(F.max("us")).first()[0])
+
+
+# --- progress: ops.gold_progress -------------------------------------------------------------------
+def progress_schema() -> Any:
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField("gold_table", T.StringType(), False),
+            T.StructField("silver_table", T.StringType(), False),
+            T.StructField("silver_table_id", T.StringType(), False),
+            T.StructField("silver_version", T.LongType(), False),
+            T.StructField("as_of", T.TimestampType(), True),
+            T.StructField("run_id", T.StringType(), False),
+            T.StructField("mode", T.StringType(), False),
+            T.StructField("recorded_at", T.TimestampType(), False),
+        ]
+    )
+
+
+def read_progress(spark: SparkSession, settings: Settings) -> dict[str, Progress]:
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    path = table_path(settings, "ops", PROGRESS_TABLE)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return {}
+    rows = (
+        spark.read.format("delta")
+        .load(path)
+        .select("gold_table", "silver_table", "silver_table_id", "silver_version", F.unix_micros("as_of").alias("us"))
+        .collect()
+    )
+    out: dict[str, Progress] = {}
+    for row in rows:
+        p = out.setdefault(row.gold_table, Progress({}, {}, micros_to_datetime(row.us)))
+        p.versions[row.silver_table] = int(row.silver_version)
+        p.table_ids[row.silver_table] = row.silver_table_id
+    return out
+
+
+def save_progress(
+    spark: SparkSession,
+    settings: Settings,
+    mart: str,
+    pinned: dict[str, PinnedTable],
+    as_of: datetime | None,
+    *,
+    run_id: str,
+    mode: str,
+) -> None:
+    """Upsert the mart's consumed silver versions and as-of (one Delta commit)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    as_of_us = None if as_of is None else (as_of - EPOCH) // timedelta(microseconds=1)
+    rows = [(mart, t.name, t.table_id, t.version, as_of_us, run_id, mode) for t in pinned.values()]
+    df = spark.createDataFrame(
+        rows,
+        "gold_table STRING, silver_table STRING, silver_table_id STRING, silver_version BIGINT, "
+        "as_of_us BIGINT, run_id STRING, mode STRING",
+    )
+    df = df.withColumn("as_of", F.timestamp_micros("as_of_us")).withColumn("recorded_at", F.current_timestamp())
+    df = df.select(*[F.col(f.name).cast(f.dataType) for f in progress_schema().fields])
+    path = table_path(settings, "ops", PROGRESS_TABLE)
+    with waiting_lock(settings, f"ops.{PROGRESS_TABLE}"):
+        if not DeltaTable.isDeltaTable(spark, path):
+            spark.createDataFrame([], progress_schema()).write.format("delta").mode("append").save(path)
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(df.alias("s"), "t.gold_table = s.gold_table AND t.silver_table = s.silver_table")
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    register_table(spark, settings, "ops", PROGRESS_TABLE)
+
+
+@contextmanager
+def waiting_lock(settings: Settings, name: str, wait_s: float = 60.0) -> Iterator[None]:
+    """`writer_lock`, retried for a while: small ops commits of other commands may hold it briefly."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            lock = writer_lock(settings, name)
+            lock.__enter__()
+            break
+        except LockBusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+# --- one run's shared state ------------------------------------------------------------------------
+@dataclass
+class GoldRun:
+    spark: SparkSession
+    settings: Settings
+    run_id: str
+    pinned: dict[str, PinnedTable]
+    new: SilverState
+    as_of: datetime | None
+    progress: dict[str, Progress]
+    _changes: dict[tuple[tuple[str, int], ...], tuple[Changes, SilverState, dict[str, int]]] = field(
+        default_factory=dict
+    )
+    _rewrites: dict[tuple[str, int], str | None] = field(default_factory=dict)
+    _persisted: list[DataFrame] = field(default_factory=list)  # for the whole run
+    _per_mart: list[DataFrame] = field(default_factory=list)  # released after each mart
+
+    @property
+    def versions(self) -> dict[str, int]:
+        return {name: t.version for name, t in self.pinned.items()}
+
+    def persist(self, df: DataFrame, *, for_run: bool = False) -> DataFrame:
+        """Cache a frame read more than once; per mart unless `for_run`."""
+        from pyspark import StorageLevel
+
+        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        (self._persisted if for_run else self._per_mart).append(df)
+        return df
+
+    def release(self, *, for_run: bool = False) -> None:
+        for frames in (self._per_mart, self._persisted) if for_run else (self._per_mart,):
+            for df in frames:
+                df.unpersist()
+            frames.clear()
+
+    def rewrite_since(self, name: str, start: int) -> str | None:
+        """The first commit after `start` that rewrote silver table `name` wholesale, if any."""
+        from delta.tables import DeltaTable
+
+        key = (name, start)
+        if key not in self._rewrites:
+            pinned = self.pinned[name]
+            found = None
+            if pinned.version > start:
+                history = (
+                    DeltaTable.forPath(self.spark, pinned.path)
+                    .history(pinned.version - start)
+                    .select("version", "operation", "operationParameters")
+                    .collect()
+                )
+                for row in sorted(history, key=lambda r: r.version):
+                    if row.version <= start or row.version > pinned.version:
+                        continue
+                    mode = (row.operationParameters or {}).get("mode")
+                    if row.operation in REWRITING_OPERATIONS or (row.operation == "WRITE" and mode == "Overwrite"):
+                        found = f"silver.{name} was rewritten at v{row.version} ({row.operation})"
+                        break
+            self._rewrites[key] = found
+        return self._rewrites[key]
+
+    def changes_since(self, start: dict[str, int]) -> tuple[Changes, SilverState, dict[str, int]]:
+        """Changed keys per silver table in (start, pinned], the silver state at `start`, and counts."""
+        from pyspark.sql import functions as F
+
+        cache_key = tuple(sorted(start.items()))
+        if cache_key not in self._changes:
+            frames, counts = {}, {}
+            for name, pinned in self.pinned.items():
+                key = SILVER_KEYS[name]
+                if start[name] >= pinned.version:
+                    frames[name] = getattr(self.new, name).select(key).limit(0)
+                    counts[name] = 0
+                    continue
+                feed = (
+                    self.spark.read.format("delta")
+                    .option("readChangeFeed", "true")
+                    .option("startingVersion", start[name] + 1)
+                    .option("endingVersion", pinned.version)
+                    .load(pinned.path)
+                )
+                keys = self.persist(feed.select(key).where(F.col(key).isNotNull()).distinct(), for_run=True)
+                counts[name] = keys.count()
+                frames[name] = keys
+            old = read_state(self.spark, self.pinned, start)
+            self._changes[cache_key] = (Changes.of(frames), old, counts)
+        return self._changes[cache_key]
+
+
+# --- writing ---------------------------------------------------------------------------------------
+def gate(run: GoldRun, table: str, candidate_df: DataFrame, rec: RunRecord) -> None:
+    """The gold checkpoint on the candidate rows, when the expectations package provides one."""
+    try:
+        import expectations
+    except ImportError:
+        return
+    check = getattr(expectations, "gate", None)
+    if not callable(check):
+        return
+    try:
+        check(run.spark, run.settings, layer=LAYER, table=table, df=candidate_df, run_id=run.run_id, delta_version=None)
+    except ValidationFailedError:
+        rec.checkpoint = "failed"
+        raise
+    rec.checkpoint = "passed"
+
+
+def overwrite(candidate_df: DataFrame, path: str) -> None:
+    candidate_df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+
+
+def merge_scope(spark: SparkSession, path: str, recipe: Recipe, candidate_df: DataFrame, scope_df: DataFrame) -> None:
+    """One MERGE: upsert the recomputed rows; delete the rows of the scope left without one."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    mart = recipe.mart
+    keys = list(mart.key)
+    target = DeltaTable.forPath(spark, path)
+    gone = (
+        target.toDF()
+        .select(*keys)
+        .join(scope_df, list(mart.scope), "left_semi")
+        .join(candidate_df.select(*keys), keys, "left_anti")
+    )
+    source = candidate_df.withColumn("_is_deleted", F.lit(False)).unionByName(
+        gone.withColumn("_is_deleted", F.lit(True)), allowMissingColumns=True
+    )
+    values = {c: f"s.`{c}`" for c in mart.column_names}
+    (
+        target.alias("t")
+        .merge(source.alias("s"), " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys))
+        .whenMatchedDelete(condition="s._is_deleted")
+        .whenMatchedUpdate(set=values)
+        .whenNotMatchedInsert(condition="NOT s._is_deleted", values=values)
+        .execute()
+    )
+
+
+def last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+    return int(row.version), dict(row.operationMetrics or {})
+
+
+def _versions_text(versions: dict[str, int]) -> str:
+    return ",".join(f"{name}={v}" for name, v in versions.items())
+
+
+def _as_of_date(value: datetime | None) -> date | None:
+    return None if value is None else value.date()
+
+
+# --- one mart --------------------------------------------------------------------------------------
+def plan(run: GoldRun, name: str, *, full_refresh: bool) -> tuple[str, str, dict[str, int] | None]:
+    """("full" | "incremental", why, the silver versions consumed last)."""
+    from delta.tables import DeltaTable
+
+    if full_refresh:
+        return "full", "--full-refresh", None
+    if not DeltaTable.isDeltaTable(run.spark, table_path(run.settings, LAYER, name)):
+        return "full", f"gold.{name} does not exist yet", None
+    done = run.progress.get(name)
+    if done is None or set(done.versions) != set(SILVER_TABLES):
+        return "full", f"no progress recorded for gold.{name}", None
+    for table, pinned in run.pinned.items():
+        if done.table_ids[table] != pinned.table_id:
+            return "full", f"silver.{table} was recreated since the last gold run", None
+        if done.versions[table] > pinned.version:
+            return "full", f"silver.{table} is at v{pinned.version}, behind the consumed v{done.versions[table]}", None
+        rewritten = run.rewrite_since(table, done.versions[table])
+        if rewritten:
+            return "full", rewritten, None
+    return "incremental", "changes since the last gold run", dict(done.versions)
+
+
+def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    name = rec.table_name
+    recipe = RECIPES[name]
+    path = table_path(run.settings, LAYER, name)
+    with writer_lock(run.settings, f"{LAYER}.{name}"):
+        mode, reason, start = plan(run, name, full_refresh=full_refresh)
+        scope_df = None
+        if start is not None:
+            try:
+                changes, old, counts = run.changes_since(start)
+                scope_df = run.persist(recipe.scope(changes, old, run.new))
+                rec.details["scope_keys"] = scope_df.count()
+                rec.details["changed_silver_keys"] = counts
+            except (PySparkException, Py4JJavaError) as exc:
+                first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                console.warn(f"gold.{name}: change data feed unusable ({first_line}): rebuilding in full")
+                mode, reason, scope_df = "full", f"change data feed unusable: {first_line}", None
+        rec.watermark_from = _versions_text(start) if start else None
+        rec.watermark_to = _versions_text(run.versions)
+        rec.details.update(mode=mode, reason=reason, as_of=run.as_of.isoformat() if run.as_of else None)
+        console.step(f"gold.{name}: {mode} ({reason})")
+
+        as_of_moved = (
+            start is not None
+            and recipe.refresh_as_of is not None
+            and _as_of_date(run.progress[name].as_of) != _as_of_date(run.as_of)
+        )
+        written = False
+        if scope_df is None:
+            candidate = run.persist(recipe.build(run.new, run.as_of))
+            rec.rows_in = candidate.count()
+            gate(run, name, candidate, rec)
+            overwrite(candidate, path)
+            written = True
+        elif as_of_moved:
+            assert recipe.refresh_as_of is not None
+            fresh = recipe.recompute(run.new, scope_df, run.as_of)
+            stored = run.spark.read.format("delta").load(path).join(scope_df, list(recipe.mart.scope), "left_anti")
+            candidate = run.persist(recipe.refresh_as_of(stored, run.as_of).unionByName(fresh))
+            rec.rows_in = candidate.count()
+            rec.details["as_of_moved"] = True
+            gate(run, name, candidate, rec)
+            overwrite(candidate, path)
+            written = True
+        elif rec.details["scope_keys"] > 0:
+            candidate = run.persist(recipe.recompute(run.new, scope_df, run.as_of))
+            rec.rows_in = candidate.count()
+            gate(run, name, candidate, rec)
+            merge_scope(run.spark, path, recipe, candidate, scope_df)
+            written = True
+
+        version, metrics = last_commit(run.spark, path)
+        rec.delta_version = version
+        if written:
+            inserted = int(metrics.get("numTargetRowsInserted", metrics.get("numOutputRows", 0)))
+            updated = int(metrics.get("numTargetRowsUpdated", 0))
+            deleted = int(metrics.get("numTargetRowsDeleted", 0))
+            rec.rows_out = inserted + updated + deleted
+            rec.details.update(inserted=inserted, updated=updated, deleted=deleted)
+        save_progress(run.spark, run.settings, name, run.pinned, run.as_of, run_id=run.run_id, mode=mode)
+        register_table(run.spark, run.settings, LAYER, name)
+        run.release()
+    rec.finish("succeeded", None if written else "no silver changes touch this mart")
+    console.ok(
+        f"gold.{name}: {rec.rows_in:,} row(s) computed, {rec.rows_out:,} written → Delta v{rec.delta_version} "
+        f"in {rec.seconds:.1f}s"
+    )
+
+
+# --- the layer -------------------------------------------------------------------------------------
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    run_id: str,
+    full_refresh: bool = False,
+    tables: Sequence[str] | None = None,
+    as_of: datetime | None = None,
+) -> list[RunRecord]:
+    """Build every (or the named) mart; record each in `ops.runs`.
+
+    `as_of` (naive UTC) overrides the logical time, for backfills and tests. A mart that
+    fails with an expected error (gate, lock) does not stop the others; the layer then raises.
+    """
+    names = select_marts(tables)
+    pinned = pin_silver(spark, settings)
+    new = read_state(spark, pinned, {n: t.version for n, t in pinned.items()})
+    logical = as_of if as_of is not None else logical_time(new)
+    console.step(
+        f"gold: silver {_versions_text({n: t.version for n, t in pinned.items()})}; "
+        f"as of {logical.isoformat() if logical else 'n/a (silver is empty)'}"
+    )
+    gold_run = GoldRun(spark, settings, run_id, pinned, new, logical, read_progress(spark, settings))
+    records: list[RunRecord] = []
+    failures: list[tuple[str, EcomError]] = []
+    try:
+        for name in names:
+            rec = RunRecord(run_id=run_id, layer=LAYER, table_name=name)
+            records.append(rec)
+            try:
+                build_mart(gold_run, rec, full_refresh=full_refresh)
+            except EcomError as exc:
+                rec.finish("failed", str(exc))
+                console.error(f"gold.{name}: {exc}")
+                failures.append((name, exc))
+            except BaseException as exc:
+                rec.finish("failed", f"{type(exc).__name__}: {exc}")
+                raise
+    finally:
+        gold_run.release(for_run=True)
+        _record(spark, settings, records)
+    if failures:
+        first = failures[0][1]
+        if len(failures) == 1:
+            raise first
+        message = "; ".join(f"{t}: {e}" for t, e in failures)
+        raise type(first)(f"gold failed for {len(failures)} marts — {message}") from first
+    return records
+
+
+def _record(spark: SparkSession, settings: Settings, records: list[RunRecord], wait_s: float = 60.0) -> None:
+    """Append to the ledger, waiting briefly when another command is appending to it."""
+    if not records:
+        return
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            record(spark, settings, *records)
+            return
+        except LockBusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)

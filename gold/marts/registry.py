@@ -1,0 +1,66 @@
+"""Every mart as a recipe: its contract, its full build, its incremental scope and recomputation.
+
+The full build and the recomputation call the same pure transform, so a mart is defined once;
+`gold.job` only chooses the path and does the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from pyspark.sql import DataFrame
+
+from gold.marts import customer_360, daily_sales, product_performance, scope, sessions
+from gold.marts.contract import Mart
+from gold.marts.scope import Changes, SilverState
+
+AsOf = datetime | date | None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    mart: Mart
+    build: Callable[[SilverState, AsOf], DataFrame]
+    scope: Callable[[Changes, SilverState, SilverState], DataFrame]
+    recompute: Callable[[SilverState, DataFrame, AsOf], DataFrame]
+    # Re-derives stored rows for a new as-of date (marts with as-of columns only).
+    refresh_as_of: Callable[[DataFrame, AsOf], DataFrame] | None = None
+
+
+RECIPES: dict[str, Recipe] = {
+    r.mart.name: r
+    for r in (
+        Recipe(
+            customer_360.MART,
+            build=lambda s, as_of: customer_360.build_customer_360(
+                s.customers, s.orders, s.order_items, s.products, s.clickstream_events, as_of
+            ),
+            scope=scope.customer_360_scope,
+            recompute=scope.recompute_customer_360,
+            refresh_as_of=customer_360.refresh_as_of,
+        ),
+        Recipe(
+            sessions.MART,
+            build=lambda s, as_of: sessions.build_sessions(s.clickstream_events, s.customers, s.products),
+            scope=scope.sessions_scope,
+            recompute=lambda s, keys, as_of: scope.recompute_sessions(s, keys),
+        ),
+        Recipe(
+            daily_sales.MART,
+            build=lambda s, as_of: daily_sales.build_daily_sales(s.orders, s.order_items, s.products),
+            scope=scope.daily_sales_scope,
+            recompute=lambda s, keys, as_of: scope.recompute_daily_sales(s, keys),
+        ),
+        Recipe(
+            product_performance.MART,
+            build=lambda s, as_of: product_performance.build_product_performance(
+                s.clickstream_events, s.orders, s.order_items
+            ),
+            scope=scope.product_performance_scope,
+            recompute=lambda s, keys, as_of: scope.recompute_product_performance(s, keys),
+        ),
+    )
+}
+MARTS: dict[str, Mart] = {name: r.mart for name, r in RECIPES.items()}

@@ -1,0 +1,6 @@
+"""Airflow orchestration: thin DAGs that run the same `ecom` commands a person types.
+
+`orchestration.pipeline` names the DAGs, Assets, pools and defaults; `orchestration.operators`
+runs one `ecom` command; `orchestration.alerts` posts failure alerts; `orchestration.housekeeping`
+prunes task logs. Nothing here does I/O at import time: DAG files import these modules.
+"""

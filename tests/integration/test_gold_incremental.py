@@ -1,0 +1,352 @@
+"""Gold end to end on silver-format Delta tables (change data feed on) in a temporary lake.
+
+Several batches of a simulated shop — new rows, status changes (cancellations, returns),
+re-dated and re-assigned orders, re-categorised and re-priced products, late events that
+merge two sessions, sign-ups that claim anonymous sessions, deletes — are MERGEd into silver
+as the silver job does. After each batch `gold.job.run` runs incrementally; its tables must
+equal the marts' transforms applied to the whole of silver, and at the end a
+`--full-refresh` run must reproduce them. Metrics a test can recompute on its own (revenue
+and orders per customer, session counts, daily revenue) are recomputed with pandas.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+from chispa import assert_df_equality
+
+from core.errors import ValidationFailedError
+from core.lake import table_path
+
+pytestmark = pytest.mark.integration
+
+SCHEMAS = {
+    "customers": "customer_id BIGINT, visitor_id STRING, email STRING, first_name STRING, last_name STRING, "
+    "phone STRING, country_code STRING, city STRING, signup_at TIMESTAMP, updated_at TIMESTAMP, _run_id STRING",
+    "products": "product_id BIGINT, sku STRING, name STRING, category STRING, unit_price DECIMAL(12,2), "
+    "is_active BOOLEAN, created_at TIMESTAMP, updated_at TIMESTAMP, _run_id STRING",
+    "orders": "order_id BIGINT, customer_id BIGINT, status STRING, order_ts TIMESTAMP, total_amount DECIMAL(12,2), "
+    "currency STRING, payment_method STRING, visitor_id STRING, updated_at TIMESTAMP, _run_id STRING",
+    "order_items": "order_item_id BIGINT, order_id BIGINT, product_id BIGINT, quantity INT, "
+    "unit_price DECIMAL(12,2), discount_amount DECIMAL(12,2), updated_at TIMESTAMP, _run_id STRING",
+    "clickstream_events": "event_id STRING, visitor_id STRING, customer_id BIGINT, event_type STRING, "
+    "page_url STRING, product_id BIGINT, event_ts TIMESTAMP, device STRING, channel STRING, referrer STRING, "
+    "ingested_at TIMESTAMP, session_id STRING, _run_id STRING",
+}
+KEYS = {
+    "customers": "customer_id",
+    "products": "product_id",
+    "orders": "order_id",
+    "order_items": "order_item_id",
+    "clickstream_events": "event_id",
+}
+CATEGORIES = ("books", "toys", "garden", "home")
+STATUSES = ("placed", "paid", "shipped", "delivered", "delivered", "cancelled", "returned")
+DAY0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+class Shop:
+    """A tiny simulated shop whose rows are silver-format tuples, keyed per table."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.rows: dict[str, dict[Any, tuple[Any, ...]]] = {t: {} for t in SCHEMAS}
+        self.clock = datetime(2024, 5, 21, tzinfo=UTC)
+        self.next_id = {"orders": 1, "order_items": 1, "events": 1}
+
+    def tick(self) -> datetime:
+        self.clock += timedelta(seconds=1)
+        return self.clock
+
+    def put(self, table: str, row: tuple[Any, ...], changed: dict[str, dict[Any, tuple[Any, ...] | None]]) -> None:
+        key = row[0]
+        self.rows[table][key] = row
+        changed[table][key] = row
+
+    def delete(self, table: str, key: Any, changed: dict[str, dict[Any, tuple[Any, ...] | None]]) -> None:
+        self.rows[table].pop(key, None)
+        changed[table][key] = None
+
+    # --- row factories ---
+    def customer(self, cid: int, city: str = "Berlin") -> tuple[Any, ...]:
+        return (cid, f"v{cid}", f"c{cid}@example.com", f"F{cid}", None, None, "DE", city, DAY0, self.tick(), "r")
+
+    def product(self, pid: int, category: str, price: str) -> tuple[Any, ...]:
+        return (pid, f"SKU{pid}", f"P{pid}", category, Decimal(price), True, DAY0, self.tick(), "r")
+
+    def order(self, cid: int | None, when: datetime, changed: dict) -> int:  # type: ignore[type-arg]
+        oid = self.next_id["orders"]
+        self.next_id["orders"] += 1
+        total = Decimal("0.00")
+        for _ in range(int(self.rng.integers(1, 4))):
+            pid = int(self.rng.integers(1, 13))
+            price = self.rows["products"][pid][4]
+            qty = int(self.rng.integers(1, 4))
+            discount = Decimal("1.00") if self.rng.random() < 0.3 else Decimal("0.00")
+            iid = self.next_id["order_items"]
+            self.next_id["order_items"] += 1
+            self.put("order_items", (iid, oid, pid, qty, price, discount, self.tick(), "r"), changed)
+            total += qty * price - discount
+        status = str(self.rng.choice(STATUSES))
+        visitor = None if cid is None else f"v{cid}"
+        self.put("orders", (oid, cid, status, when, total, "USD", "card", visitor, self.tick(), "r"), changed)
+        return oid
+
+    def session(self, visitor: str, start: datetime, changed: dict, *, customer_id: int | None = None) -> str:  # type: ignore[type-arg]
+        sid = f"{visitor}@{start:%m%d%H%M%S}"
+        when = start
+        for i in range(int(self.rng.integers(1, 7))):
+            etype = "page_view" if i == 0 else str(self.rng.choice(["product_view", "add_to_cart", "purchase",
+                                                                      "remove_from_cart", "search"]))  # fmt: skip
+            pid = int(self.rng.integers(1, 14)) if etype in ("product_view", "add_to_cart", "remove_from_cart") else None
+            self.event(sid, visitor, etype, when, changed, customer_id=customer_id, product_id=pid)
+            when += timedelta(seconds=int(self.rng.integers(5, 600)))
+        return sid
+
+    def event(self, sid, visitor, etype, when, changed, *, customer_id=None, product_id=None) -> str:  # type: ignore[no-untyped-def]
+        eid = f"e{self.next_id['events']:05d}"
+        self.next_id["events"] += 1
+        row = (eid, visitor, customer_id, etype, f"/{etype}", product_id, when, "mobile", "organic", None,
+               self.tick(), sid, "r")  # fmt: skip
+        self.put("clickstream_events", row, changed)
+        return eid
+
+    def moment(self, first_day: int, days: int) -> datetime:
+        return DAY0 + timedelta(days=first_day, seconds=int(self.rng.integers(0, days * 86_400)))
+
+
+def _changes() -> dict[str, dict[Any, tuple[Any, ...] | None]]:
+    return {t: {} for t in SCHEMAS}
+
+
+def batch_1(shop: Shop) -> dict:  # type: ignore[type-arg]
+    changed = _changes()
+    for pid in range(1, 13):
+        shop.put("products", shop.product(pid, CATEGORIES[pid % 4], f"{5 + 3 * pid}.50"), changed)
+    for cid in range(1, 26):
+        shop.put("customers", shop.customer(cid), changed)
+    for _ in range(60):
+        cid = int(shop.rng.integers(1, 26)) if shop.rng.random() < 0.9 else None
+        shop.order(cid, shop.moment(0, 20), changed)
+    for _ in range(40):
+        n = int(shop.rng.integers(1, 31))  # v26..v30 are anonymous so far
+        logged = n if n <= 25 and shop.rng.random() < 0.5 else None
+        shop.session(f"v{n}", shop.moment(0, 20), changed, customer_id=logged)
+    shop.session("v26", DAY0 + timedelta(days=3), changed)  # v26 signs up in batch 2
+    return changed
+
+
+def batch_2(shop: Shop) -> dict:  # type: ignore[type-arg]
+    """Next day: cancellations and returns, a back-dated order, sign-ups, price and category moves, deletes."""
+    shop.clock = datetime(2024, 5, 22, 8, tzinfo=UTC)
+    changed = _changes()
+    orders = shop.rows["orders"]
+    for oid in sorted(orders)[:8]:
+        row = orders[oid]
+        shop.put("orders", (*row[:2], "cancelled" if oid % 2 else "returned", *row[3:8], shop.tick(), "r"), changed)
+    shop.order(3, DAY0 - timedelta(days=3), changed)  # earlier than customer 3's first order
+    for cid in (26, 27):  # v26 browsed anonymously before signing up
+        shop.put("customers", shop.customer(cid), changed)
+        shop.order(cid, shop.moment(21, 1), changed)
+    for _ in range(8):
+        shop.order(int(shop.rng.integers(1, 28)), shop.moment(20, 2), changed)
+    p3, p4 = shop.rows["products"][3], shop.rows["products"][4]
+    shop.put("products", (*p3[:3], "garden" if p3[3] != "garden" else "home", *p3[4:7], shop.tick(), "r"), changed)
+    shop.put("products", (*p4[:4], p4[4] + Decimal("2.00"), *p4[5:7], shop.tick(), "r"), changed)
+    item = shop.rows["order_items"][5]
+    shop.put("order_items", (*item[:3], item[3] + 2, *item[4:6], shop.tick(), "r"), changed)
+    shop.delete("order_items", 7, changed)
+    gone = 11
+    for iid, it in list(shop.rows["order_items"].items()):
+        if it[1] == gone:
+            shop.delete("order_items", iid, changed)
+    shop.delete("orders", gone, changed)
+    for _ in range(10):
+        n = int(shop.rng.integers(1, 31))
+        shop.session(f"v{n}", shop.moment(20, 2), changed, customer_id=n if n <= 27 else None)
+    late = sorted(shop.rows["clickstream_events"].values(), key=lambda r: r[0])[3]  # a late event, old session
+    shop.event(late[11], late[1], "product_view", late[6] - timedelta(seconds=30), changed, product_id=4)
+    return changed
+
+
+def batch_3(shop: Shop) -> dict:  # type: ignore[type-arg]
+    """Same day: two sessions merged by a late event, a re-assigned order, a re-pointed line, a deleted customer."""
+    shop.clock = datetime(2024, 5, 22, 18, tzinfo=UTC)
+    changed = _changes()
+    visitor = "v28"
+    first = shop.session(visitor, DAY0 + timedelta(days=5, hours=10), changed)
+    second = shop.session(visitor, DAY0 + timedelta(days=5, hours=13), changed)
+    if first == second:  # pragma: no cover - the two starts differ by construction
+        raise AssertionError
+    # the late event bridges the gap: silver moves every event of the second session into the first
+    events = shop.rows["clickstream_events"]
+    end_first = max(r[6] for r in events.values() if r[11] == first)
+    for row in list(events.values()):
+        if row[11] == second:
+            shop.put("clickstream_events", (*row[:11], first, "r"), changed)
+    shop.event(first, visitor, "page_view", end_first + timedelta(minutes=20), changed)
+    order = shop.rows["orders"][20]
+    shop.put("orders", (order[0], 27, *order[2:8], shop.tick(), "r"), changed)
+    item = shop.rows["order_items"][min(i for i in shop.rows["order_items"] if i > 8)]
+    shop.put("order_items", (item[0], item[1], 12, *item[3:6], shop.tick(), "r"), changed)
+    shop.put("customers", shop.customer(2, city="Hamburg"), changed)
+    shop.delete("customers", 10, changed)
+    shop.order(5, shop.moment(21, 1), changed)
+    return changed
+
+
+# --- silver writer ------------------------------------------------------------------------------------
+def write_silver(spark, settings, changed: dict) -> None:  # type: ignore[no-untyped-def]
+    """MERGE a batch into silver-format Delta tables (change data feed on), as silver does."""
+    from delta.tables import DeltaTable
+
+    for table, rows in changed.items():
+        path = table_path(settings, "silver", table)
+        key = KEYS[table]
+        if not DeltaTable.isDeltaTable(spark, path):
+            (
+                spark.createDataFrame([], SCHEMAS[table])
+                .write.format("delta")
+                .option("delta.enableChangeDataFeed", "true")
+                .save(path)
+            )
+        upserts = [r for r in rows.values() if r is not None]
+        deletes = [k for k, r in rows.items() if r is None]
+        target = DeltaTable.forPath(spark, path)
+        if upserts:
+            source = spark.createDataFrame(upserts, SCHEMAS[table])
+            (
+                target.alias("t")
+                .merge(source.alias("s"), f"t.{key} = s.{key}")
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        if deletes:
+            quoted = ", ".join(f"'{k}'" if isinstance(k, str) else str(k) for k in deletes)
+            target.delete(f"{key} IN ({quoted})")
+
+
+def silver_state(spark, settings):  # type: ignore[no-untyped-def]
+    from gold.job import business_columns
+    from gold.marts.scope import SilverState
+
+    return SilverState.of(
+        {t: business_columns(spark.read.format("delta").load(table_path(settings, "silver", t))) for t in SCHEMAS}
+    )
+
+
+def gold_df(spark, settings, name: str, version: int | None = None):  # type: ignore[no-untyped-def]
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(table_path(settings, "gold", name))
+
+
+def assert_equal(actual, expected) -> None:  # type: ignore[no-untyped-def]
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=False)
+
+
+# --- the tests ----------------------------------------------------------------------------------------
+def test_incremental_runs_equal_a_full_rebuild_and_independent_recomputation(spark, lake_settings) -> None:  # type: ignore[no-untyped-def]
+    from gold import job
+    from gold.marts.registry import RECIPES
+
+    shop = Shop(seed=7)
+    modes: list[dict[str, str]] = []
+    for step, batch in enumerate((batch_1, batch_2, batch_3)):
+        write_silver(spark, lake_settings, batch(shop))
+        records = job.run(spark, lake_settings, run_id=f"gold-test-{step}")
+        modes.append({r.table_name: r.details["mode"] for r in records})
+        assert all(r.status == "succeeded" for r in records)
+        if step == 1:  # the as-of date moved: customer_360 re-derived whole; the others MERGEd
+            by_name = {r.table_name: r for r in records}
+            assert by_name["customer_360"].details.get("as_of_moved") is True
+            assert by_name["sessions"].details["scope_keys"] < gold_df(spark, lake_settings, "sessions").count()
+
+    assert modes[0] == dict.fromkeys(RECIPES, "full")
+    assert modes[1] == modes[2] == dict.fromkeys(RECIPES, "incremental")
+
+    # the incremental tables equal each mart's transform on the whole of silver
+    state = silver_state(spark, lake_settings)
+    as_of = job.logical_time(state)
+    assert as_of == shop.clock.replace(tzinfo=None)
+    versions = {}
+    for name, recipe in RECIPES.items():
+        actual = gold_df(spark, lake_settings, name)
+        assert_equal(actual, recipe.build(state, as_of))
+        versions[name] = job.last_commit(spark, table_path(lake_settings, "gold", name))[0]
+
+    # a run with no silver change writes nothing
+    records = job.run(spark, lake_settings, run_id="gold-test-noop")
+    assert all(r.rows_out == 0 and r.delta_version == versions[r.table_name] for r in records)
+
+    # --full-refresh reproduces the incremental tables
+    records = job.run(spark, lake_settings, run_id="gold-test-full", full_refresh=True)
+    assert {r.details["mode"] for r in records} == {"full"}
+    for name in RECIPES:
+        assert_equal(gold_df(spark, lake_settings, name, versions[name]), gold_df(spark, lake_settings, name))
+
+    check_independently(spark, lake_settings)
+
+
+def check_independently(spark, settings) -> None:  # type: ignore[no-untyped-def]
+    """Revenue and orders per customer, session counts and daily revenue, recomputed with pandas."""
+
+    def silver(table: str):  # type: ignore[no-untyped-def]
+        return spark.read.format("delta").load(table_path(settings, "silver", table)).toPandas()
+
+    orders, items, events, customers = silver("orders"), silver("order_items"), silver("clickstream_events"), silver(
+        "customers"
+    )
+    net = orders[~orders["status"].isin(["cancelled", "returned"])]
+
+    c360 = gold_df(spark, settings, "customer_360").toPandas().set_index("customer_id")
+    assert sorted(c360.index) == sorted(customers["customer_id"])
+    for cid in customers["customer_id"]:
+        mine = orders[orders["customer_id"] == cid]
+        revenue = sum(net.loc[net["customer_id"] == cid, "total_amount"], Decimal("0.00"))
+        assert c360.loc[cid, "orders_count"] == len(mine), cid
+        assert c360.loc[cid, "revenue"] == revenue, cid
+
+    sessions = gold_df(spark, settings, "sessions").toPandas()
+    assert len(sessions) == events["session_id"].nunique()
+    assert sessions["events_count"].sum() == len(events)
+    per_visitor = events.groupby("visitor_id")["session_id"].nunique()
+    assert sessions.groupby("visitor_id").size().sort_index().to_dict() == per_visitor.sort_index().to_dict()
+
+    lines = items.merge(net[["order_id", "order_ts"]], on="order_id")
+    lines["amount"] = lines["quantity"].map(Decimal) * lines["unit_price"] - lines["discount_amount"]
+    lines["day"] = lines["order_ts"].dt.date
+    expected = lines.groupby("day")["amount"].sum().to_dict()
+    daily = gold_df(spark, settings, "daily_sales").toPandas()
+    actual = daily.groupby("sales_date")["revenue"].sum()
+    assert {k: v for k, v in actual.to_dict().items() if v != 0} == {k: v for k, v in expected.items() if v != 0}
+
+
+def test_a_failed_gate_writes_nothing(spark, lake_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import expectations
+    from gold import job
+
+    shop = Shop(seed=3)
+    write_silver(spark, lake_settings, batch_1(shop))
+    seen: list[tuple[str, str, int]] = []
+
+    def failing_gate(spark_, settings_, *, layer, table, df, run_id, delta_version) -> None:  # type: ignore[no-untyped-def]
+        seen.append((layer, table, df.count()))
+        raise ValidationFailedError(f"{layer}.{table}: expect_column_values_to_not_be_null failed")
+
+    monkeypatch.setattr(expectations, "gate", failing_gate, raising=False)
+    with pytest.raises(ValidationFailedError, match=r"gold\.daily_sales"):
+        job.run(spark, lake_settings, run_id="gold-gate", tables=["daily_sales"])
+    assert seen and seen[0][:2] == ("gold", "daily_sales") and seen[0][2] > 0
+    from delta.tables import DeltaTable
+
+    assert not DeltaTable.isDeltaTable(spark, table_path(lake_settings, "gold", "daily_sales"))
+    assert "daily_sales" not in job.read_progress(spark, lake_settings)
+    runs = spark.read.format("delta").load(table_path(lake_settings, "ops", "runs")).collect()
+    assert [(r.table_name, r.status, r.checkpoint) for r in runs] == [("daily_sales", "failed", "failed")]

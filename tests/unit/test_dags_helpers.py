@@ -1,0 +1,273 @@
+"""The pieces the DAGs are made of: command templates, Connection mapping, alerts, ledger reading."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shlex
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from orchestration.environment import airflow_environment
+
+os.environ.update(airflow_environment())  # the project's Airflow configuration, before Airflow loads
+
+from orchestration import alerts, ledger_tail
+from orchestration.operators import NO_RETRY_EXIT_CODES, connection_env, ecom_argv, task_env
+from orchestration.pipeline import GOLD_TABLES, SOURCE_TABLES, layer_assets, run_command, table_of
+
+
+# --- command templates -----------------------------------------------------------------------
+class FakeVariables:
+    """`var.value` in a template: `get(key, default)` from a dict."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+
+def render(template: str, **context: Any) -> list[str]:
+    import jinja2
+
+    return shlex.split(jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template).render(**context))
+
+
+def test_run_command_passes_the_params_as_ecom_run_flags() -> None:
+    assert render(run_command("silver"), params={"full_refresh": False, "tables": ""}) == ["run", "silver"]
+    assert render(run_command("bronze"), params={"full_refresh": True, "tables": "orders,customers"}) == [
+        "run",
+        "bronze",
+        "--full-refresh",
+        "--tables",
+        "orders,customers",
+    ]
+
+
+def test_generate_volumes_come_from_variables_with_defaults() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "synth", Path(__file__).resolve().parents[2] / "orchestration/dags/synth_stream_5min.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    defaults = render(module.GENERATE, var={"value": FakeVariables({})})
+    assert defaults == ["generate", "--customers", "20", "--products", "5", "--orders", "100", "--events", "1000"]
+    chosen = render(
+        module.GENERATE,
+        var={"value": FakeVariables({"ecom_generate_orders": "7", "ecom_generate_args": "--seed 42"})},
+    )
+    assert chosen[chosen.index("--orders") + 1] == "7"
+    assert chosen[-2:] == ["--seed", "42"]
+
+
+def test_assets_are_named_like_the_catalog() -> None:
+    assert [a.name for a in layer_assets("bronze")] == [f"bronze.{t}" for t in SOURCE_TABLES]
+    assert [a.uri for a in layer_assets("gold")] == [f"ecom://lake/gold/{t}" for t in GOLD_TABLES]
+    assert [a.name for a in layer_assets("publish")] == [f"ecom_dwh.gold.{t}" for t in GOLD_TABLES]
+    assert [table_of(a) for a in layer_assets("publish")] == list(GOLD_TABLES)
+
+
+# --- the command's environment ---------------------------------------------------------------
+def test_connection_maps_onto_the_settings_of_its_role() -> None:
+    env = connection_env(
+        "extractor",
+        conn_type="postgres",
+        host="db.internal",
+        port=5433,
+        schema="shop_db",
+        login="extract_bot",
+        password="s3cr3t",  # pragma: allowlist secret
+        extra={"ecom_pg_sslmode": "require", "ignored": "x", "ECOM_MSSQL_ENCRYPT": True},
+    )
+    assert env == {
+        "ECOM_DIALECT": "postgresql",
+        "ECOM_DB_HOST": "db.internal",
+        "ECOM_DB_PORT": "5433",
+        "ECOM_SOURCE_DB": "shop_db",
+        "ECOM_EXTRACTOR_USER": "extract_bot",
+        "ECOM_EXTRACTOR_PASSWORD": "s3cr3t",  # pragma: allowlist secret
+        "ECOM_PG_SSLMODE": "require",
+        "ECOM_MSSQL_ENCRYPT": "true",
+    }
+
+
+def test_the_publisher_connection_names_the_warehouse() -> None:
+    env = connection_env(
+        "publisher", conn_type="mssql", host="sql1", port=None, schema="dwh", login="pub", password=None
+    )
+    assert env == {
+        "ECOM_DIALECT": "mssql",
+        "ECOM_DB_HOST": "sql1",
+        "ECOM_WAREHOUSE_DB": "dwh",
+        "ECOM_PUBLISHER_USER": "pub",
+    }
+
+
+def test_an_unknown_role_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown role 'sa'"):
+        connection_env("sa", conn_type=None, host=None, port=None, schema=None, login=None, password=None)
+
+
+def test_task_env_keeps_the_worker_env_and_lets_overrides_win() -> None:
+    env = task_env({"PATH": "/bin", "ECOM_DB_HOST": "old"}, {"ECOM_DB_HOST": "new"})
+    assert env["PATH"] == "/bin"
+    assert env["ECOM_DB_HOST"] == "new"
+    assert env["NO_COLOR"] == "1" and env["GX_ANALYTICS_ENABLED"] == "false"
+
+
+def test_ecom_is_the_console_script_of_this_environment(tmp_path: Path) -> None:
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    assert ecom_argv(str(python)) == [str(python), "-m", "core.cli"]
+    (tmp_path / "bin" / "ecom").touch()
+    assert ecom_argv(str(python)) == [str(tmp_path / "bin" / "ecom")]
+
+
+def test_exit_codes_that_a_retry_cannot_fix_match_core_errors() -> None:
+    from core.errors import NotBuiltYetError, SettingsError
+
+    assert set(NO_RETRY_EXIT_CODES) == {SettingsError.exit_code, NotBuiltYetError.exit_code}
+
+
+# --- alerts ----------------------------------------------------------------------------------
+def test_webhook_url_prefers_the_variable_and_refuses_other_schemes() -> None:
+    env = {"ECOM_WEBHOOK_URL": "https://env.example/hook"}
+    assert alerts.webhook_url("http://var.example/hook", env) == "http://var.example/hook"
+    assert alerts.webhook_url(None, env) == "https://env.example/hook"
+    assert alerts.webhook_url("", {}) is None
+    assert alerts.webhook_url("file:///etc/passwd", env) is None
+
+
+def _context(exc: BaseException) -> dict[str, Any]:
+    ti = SimpleNamespace(dag_id="ecom_silver", task_id="run_silver", run_id="r1", try_number=3, max_tries=2)
+    return {"ti": ti, "exception": exc, "logical_date": None}
+
+
+def test_failure_payload_names_the_task_and_the_error() -> None:
+    payload = alerts.failure_payload(_context(RuntimeError("checkpoint silver failed")))
+    assert payload["dag_id"] == "ecom_silver" and payload["task_id"] == "run_silver"
+    assert payload["try_number"] == 3
+    assert payload["error"] == "RuntimeError: checkpoint silver failed"
+    json.dumps(payload)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local HTTP endpoint that records the JSON bodies posted to it."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/alerts", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_failure_callback_posts_the_alert(
+    receiver: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, received = receiver
+    monkeypatch.setattr(alerts, "_variable_url", lambda: None)
+    monkeypatch.setenv("ECOM_WEBHOOK_URL", url)
+    alerts.alert_on_failure(_context(ValueError("boom")))
+    assert len(received) == 1
+    assert received[0]["event"] == "task_failed" and received[0]["error"] == "ValueError: boom"
+
+
+def test_the_failure_callback_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(alerts, "_variable_url", lambda: "http://127.0.0.1:9/unreachable")
+    alerts.alert_on_failure(_context(ValueError("boom")))  # connection refused: logged, not raised
+
+    def explode(*_: Any, **__: Any) -> None:
+        raise RuntimeError("poster crashed")
+
+    monkeypatch.setattr(alerts, "post_alert", explode)
+    alerts.alert_on_failure({})  # even with an empty context
+
+
+def test_the_alert_timeout_is_capped_at_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def poster(url: str, payload: dict[str, Any], *, timeout: float = 5.0, retries: int = 3) -> bool:
+        seen.update(timeout=timeout, retries=retries)
+        return True
+
+    monkeypatch.setattr(alerts, "_project_poster", lambda: poster)
+    alerts.post_alert("https://x.example/h", {"a": 1}, timeout=60)
+    assert seen == {"timeout": 10.0, "retries": 0}
+
+
+# --- the run ledger, read without Spark ------------------------------------------------------
+def _commit(table: Path, version: int, actions: list[dict[str, Any]]) -> None:
+    log = table / "_delta_log"
+    log.mkdir(parents=True, exist_ok=True)
+    (log / f"{version:020d}.json").write_text("\n".join(json.dumps(a) for a in actions) + "\n")
+
+
+def _parquet(table: Path, name: str, rows: list[dict[str, Any]]) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), table / name)
+    return name
+
+
+def test_ledger_rows_appended_by_a_run_become_event_extras(tmp_path: Path) -> None:
+    runs = Path(ledger_tail.ledger_path(str(tmp_path)))
+    assert ledger_tail.mark(str(runs)) == -1
+    old = _parquet(
+        runs, "part-0.parquet", [{"run_id": "b-0", "layer": "bronze", "table_name": "orders", "rows_out": 1}]
+    )
+    _commit(runs, 0, [{"protocol": {}}, {"add": {"path": old, "dataChange": True}}])
+    before = ledger_tail.mark(str(runs))
+    assert before == 0
+
+    new_rows = [
+        {"run_id": "b-1", "layer": "bronze", "table_name": "orders", "status": "succeeded", "rows_in": 5,
+         "rows_out": 5, "rows_quarantined": 0, "delta_version": 3, "checkpoint": "passed", "seconds": 1.5},
+        {"run_id": "s-1", "layer": "silver", "table_name": "orders", "rows_out": 9},
+    ]  # fmt: skip
+    added = _parquet(runs, "part 1.parquet", new_rows)  # a space: Delta URL-encodes paths
+    _commit(runs, 1, [{"commitInfo": {}}, {"add": {"path": added.replace(" ", "%20"), "dataChange": True}}])
+    compacted = _parquet(runs, "part-2.parquet", new_rows)  # OPTIMIZE: same rows, no new data
+    _commit(runs, 2, [{"add": {"path": compacted, "dataChange": False}}])
+
+    rows = ledger_tail.appended_since(str(runs), before, layer="bronze")
+    assert [r["run_id"] for r in rows] == ["b-1"]
+    extra = ledger_tail.event_extra("bronze", "orders", rows)
+    assert extra == {
+        "layer": "bronze",
+        "table": "orders",
+        "ecom_run_id": "b-1",
+        "status": "succeeded",
+        "rows_in": 5,
+        "rows_written": 5,
+        "rows_quarantined": 0,
+        "delta_version": 3,
+        "checkpoint": "passed",
+        "seconds": 1.5,
+    }
+    assert ledger_tail.event_extra("bronze", "customers", rows)["status"] == "not recorded"
+    json.dumps(extra)
