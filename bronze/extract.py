@@ -62,10 +62,10 @@ class PartitionPlan:
     upper: int = 0
 
 
-def _check(dialect: str) -> Dialect:
+def _check(dialect: str) -> str:
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}: expected one of {', '.join(DIALECTS)}")
-    return dialect  # type: ignore[return-value]
+    return dialect
 
 
 def quote(dialect: str, name: str) -> str:

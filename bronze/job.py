@@ -192,7 +192,7 @@ def reconcile(
     elif stored is None:
         from pyspark.sql import functions as F
 
-        top = spark.read.format("delta").load(target).agg(F.max("_extract_horizon")).first()[0]
+        top = spark.read.format("delta").load(target).agg(F.max("_extract_horizon")).collect()[0][0]
         if top is None:
             return stored
         committed_to, where = int(top), "its rows"
@@ -233,7 +233,9 @@ def write_bronze(
 def _last_commit(spark: SparkSession, target: str) -> tuple[int, dict[str, str], dict[str, Any]]:
     from delta.tables import DeltaTable
 
-    row = DeltaTable.forPath(spark, target).history(1).select("version", "operationMetrics", "userMetadata").first()
+    row = (
+        DeltaTable.forPath(spark, target).history(1).select("version", "operationMetrics", "userMetadata").collect()[0]
+    )
     try:
         meta = json.loads(row.userMetadata or "{}")
     except ValueError:
@@ -264,31 +266,14 @@ def extract_table(
 def _extract(
     spark: SparkSession, settings: Settings, rec: RunRecord, *, full_refresh: bool, start_at: int | None = None
 ) -> None:
-    from delta.tables import DeltaTable
-
     t0 = time.monotonic()
     table, run_id = rec.table_name, rec.run_id
     source = source_of(settings, table)
     target = table_path(settings, LAYER, table)
     with table_lock(settings, f"{LAYER}.{table}"):
-        exists = DeltaTable.isDeltaTable(spark, target)
-        stored = read_watermark(spark, settings, table)
-        if stored is not None and stored.source != source and not full_refresh:
-            raise EcomError(
-                f"the watermark of {table} belongs to {stored.source}, not {source}: "
-                f"rebuild with `ecom run bronze --tables {table} --full-refresh`"
-            )
-        if exists and not full_refresh:
-            stored = reconcile(spark, settings, table, source, stored, run_id)
-        if full_refresh:
-            lower = 0
-        elif exists:
-            lower = stored.watermark if stored is not None else 0
-        else:
-            lower = start_at or 0
-            if stored is not None and stored.watermark > lower:
-                # Resuming from the watermark would lose what the missing table held.
-                console.warn(f"bronze.{table} is missing but its watermark is {stored.watermark}: starting at {lower}")
+        exists, stored, lower = _resume_point(
+            spark, settings, table, source, run_id=run_id, full_refresh=full_refresh, start_at=start_at
+        )
 
         t_plan = time.monotonic()
         live = describe_source(settings, table)
@@ -317,41 +302,27 @@ def _extract(
         t_copy = time.monotonic()
         source_df = read_window(spark, settings, live, window, plan)
         if exists and not full_refresh:
-            bronze_schema = spark.read.format("delta").load(target).schema
-            change = check_schema(table, bronze_schema, source_df.schema)
+            change = check_schema(table, spark.read.format("delta").load(target).schema, source_df.schema)
             if change.added:
                 console.ok(f"bronze.{table}: new source column(s) {', '.join(change.added)} added to bronze")
                 rec.details["columns_added"] = list(change.added)
-
-        rows = 0
         if stats.row_count > 0 or full_refresh or not exists:
-            ingested_at = datetime.now(UTC)
-            metadata = {
-                "app": COMMIT_APP,
-                "table": table,
-                "run_id": run_id,
-                "source": source,
-                "window_from": window.lower,
-                "window_to": window.upper,
-                "full_refresh": full_refresh,
-            }
-            bronze_df = source_df.transform(
-                lambda df: with_ingestion_metadata(
-                    df, run_id=run_id, source=source, ingested_at=ingested_at, horizon=window.upper
-                )
+            rows, rec.delta_version = _append(
+                spark,
+                source_df,
+                target,
+                table=table,
+                source=source,
+                window=window,
+                run_id=run_id,
+                full_refresh=full_refresh,
             )
-            write_bronze(bronze_df, target, table=table, window=window, metadata=metadata, full_refresh=full_refresh)
-            version, metrics, committed = _last_commit(spark, target)
-            rec.delta_version = version
-            if committed.get("run_id") == run_id and committed.get("window_to") == window.upper:
-                rows = int(metrics.get("numOutputRows", 0))
-            else:
-                console.warn(f"bronze.{table}: window up to {window.upper} was already committed: nothing appended")
-        else:
-            rec.delta_version = _last_commit(spark, target)[0]
+        else:  # an empty window appends nothing: no commit at all
+            rows, rec.delta_version = 0, _last_commit(spark, target)[0]
 
         t_finish = time.monotonic()
-        save_watermark(spark, settings, table, source=source, watermark=window.upper, run_id=run_id)
+        if stored is None or (stored.watermark, stored.source) != (window.upper, source):
+            save_watermark(spark, settings, table, source=source, watermark=window.upper, run_id=run_id)
         register_table(spark, settings, LAYER, table)
         rec.details["phase_s"] = {
             "prepare": round(t_plan - t0, 2),
@@ -367,6 +338,73 @@ def _extract(
         f"bronze.{table}: {rows:,} row(s) → Delta v{rec.delta_version} in {rec.seconds:.1f}s{rate}; "
         f"watermark {window.lower} → {window.upper}"
     )
+
+
+def _resume_point(
+    spark: SparkSession,
+    settings: Settings,
+    table: str,
+    source: str,
+    *,
+    run_id: str,
+    full_refresh: bool,
+    start_at: int | None,
+) -> tuple[bool, Watermark | None, int]:
+    """Whether bronze.<table> exists, its (reconciled) watermark, and where the window starts."""
+    from delta.tables import DeltaTable
+
+    exists = DeltaTable.isDeltaTable(spark, table_path(settings, LAYER, table))
+    stored = read_watermark(spark, settings, table)
+    if full_refresh:
+        return exists, stored, 0
+    if stored is not None and stored.source != source:
+        raise EcomError(
+            f"the watermark of {table} belongs to {stored.source}, not {source}: "
+            f"rebuild with `ecom run bronze --tables {table} --full-refresh`"
+        )
+    if exists:
+        stored = reconcile(spark, settings, table, source, stored, run_id)
+        return exists, stored, stored.watermark if stored is not None else 0
+    lower = start_at or 0
+    if stored is not None and stored.watermark > lower:
+        # Resuming from the watermark would lose what the missing table held.
+        console.warn(f"bronze.{table} is missing but its watermark is {stored.watermark}: starting at {lower}")
+    return exists, stored, lower
+
+
+def _append(
+    spark: SparkSession,
+    source_df: DataFrame,
+    target: str,
+    *,
+    table: str,
+    source: str,
+    window: Window,
+    run_id: str,
+    full_refresh: bool,
+) -> tuple[int, int]:
+    """Write the window with its metadata; (rows appended, Delta version)."""
+    ingested_at = datetime.now(UTC)
+    metadata = {
+        "app": COMMIT_APP,
+        "table": table,
+        "run_id": run_id,
+        "source": source,
+        "window_from": window.lower,
+        "window_to": window.upper,
+        "full_refresh": full_refresh,
+    }
+    bronze_df = source_df.transform(
+        lambda df: with_ingestion_metadata(
+            df, run_id=run_id, source=source, ingested_at=ingested_at, horizon=window.upper
+        )
+    )
+    write_bronze(bronze_df, target, table=table, window=window, metadata=metadata, full_refresh=full_refresh)
+    version, metrics, committed = _last_commit(spark, target)
+    if committed.get("run_id") == run_id and committed.get("window_to") == window.upper:
+        return int(metrics.get("numOutputRows", 0)), version
+    console.warn(f"bronze.{table}: the window up to {window.upper} was already committed: nothing appended")
+    return 0, version
 
 
 # --- the layer ------------------------------------------------------------------------------------

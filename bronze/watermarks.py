@@ -80,8 +80,10 @@ def save_watermark(
     }
     src = spark.createDataFrame([row], schema=watermarks_schema())
     with waiting_lock(settings, "ops.watermarks"):
-        if not DeltaTable.isDeltaTable(spark, path(settings)):
-            DeltaTable.createIfNotExists(spark).location(path(settings)).addColumns(watermarks_schema()).execute()
+        if not DeltaTable.isDeltaTable(spark, path(settings)):  # the first watermark creates the table
+            src.write.format("delta").mode("append").save(path(settings))
+            register_table(spark, settings, "ops", "watermarks")
+            return
         (
             DeltaTable.forPath(spark, path(settings))
             .alias("t")

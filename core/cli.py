@@ -173,7 +173,14 @@ def run(layer: str, full_refresh: bool, tables: str | None, summary_json: str | 
 @handled
 def validate(layer: str) -> None:
     """Run that layer's checkpoint on the current tables and update Data Docs."""
-    not_built("validate", "issue 8: quality gates")
+    from core.spark import get_spark
+    from expectations import print_results, validate_layer
+
+    s = settings()
+    spark = get_spark(s, f"ecom-validate-{layer}", register=False)
+    results = validate_layer(spark, s, layer)
+    print_results(results)
+    sys.exit(0 if results and all(r.passed for r in results) else 1)
 
 
 @cli.command()
@@ -182,7 +189,14 @@ def validate(layer: str) -> None:
 @handled
 def docs(open_: bool, serve: int | None) -> None:
     """Path of (or serve) the Great Expectations Data Docs site."""
-    not_built("docs", "issue 8: quality gates")
+    from expectations import docs as data_docs
+
+    index = data_docs.docs_index(settings())
+    click.echo(str(index))
+    if serve is not None:
+        data_docs.serve(index, serve, open_browser=open_)
+    elif open_ and not data_docs.open_in_browser(index):
+        console.warn(f"no browser found: open {index.as_uri()}")
 
 
 # --- ecom sql / status / maintain / demo ---------------------------------------------------------

@@ -80,7 +80,10 @@ def ddl(dialect_name: str, database: str) -> list[str]:
 def _dialect(name: str) -> sa.engine.Dialect:
     from sqlalchemy.dialects import mssql, postgresql
 
-    dialects = {"postgresql": postgresql.dialect(), "mssql": mssql.dialect()}
+    ms = mssql.dialect()
+    ms.server_version_info = (16, 0)  # compile for SQL Server 2022 (DATE, NVARCHAR(max)), as it runs
+    ms._setup_version_attributes()  # the public way is a live connection
+    dialects = {"postgresql": postgresql.dialect(), "mssql": ms}
     if name not in dialects:
         raise EcomError(f"unknown dialect {name!r}: expected postgresql or mssql")
     return dialects[name]

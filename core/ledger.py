@@ -93,7 +93,7 @@ def record(spark: SparkSession, settings: Settings, *records: RunRecord) -> None
     if not records:
         return
     df = spark.createDataFrame([r.row() for r in records], schema=runs_schema())
-    with writer_lock(settings, "ops.runs"):
+    with writer_lock(settings, "ops.runs", wait_s=120):  # appends are short: queue behind another command
         df.write.format("delta").mode("append").save(table_path(settings, "ops", "runs"))
     register_table(spark, settings, "ops", "runs")
 

@@ -92,12 +92,14 @@ def judge(
             checkpoint = gxc.checkpoint_for(context, suite, contract.name)
         t1 = time.monotonic()
         params = {} if facts.expected_rows is None else {"expected_rows": facts.expected_rows}
-        run = checkpoint.run(
-            batch_parameters={"dataframe": candidate},
-            expectation_parameters=params,
-            run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(UTC)),
-        )
+        gx_run_id = RunIdentifier(run_name=run_id, run_time=datetime.now(UTC))
+        run = checkpoint.run(batch_parameters={"dataframe": candidate}, expectation_parameters=params, run_id=gx_run_id)
+        key, validation = next(iter(run.run_results.items()))
         timings["validate"] = round(time.monotonic() - t1, 3)
+        if not validation.success:
+            t1 = time.monotonic()
+            _add_details(checkpoint, validation, candidate, params)
+            timings["details"] = round(time.monotonic() - t1, 3)
     finally:
         for view in views:
             spark.catalog.dropTempView(view)
@@ -107,7 +109,6 @@ def judge(
             candidate.unpersist()
 
     t2 = time.monotonic()
-    key, validation = next(iter(run.run_results.items()))
     # What was judged, on the result itself: Data Docs shows it under "Batch Markers".
     markers = dict(validation.meta.get("batch_markers") or {})
     markers.update(
@@ -140,6 +141,26 @@ def judge(
     )
     _say(result)
     return result
+
+
+def _add_details(checkpoint: Any, validation: Any, candidate: DataFrame, params: dict[str, Any]) -> None:
+    """Re-judge only the failed expectations, with observed values and sample values, and put
+    those results in place of the pass/fail-only ones (the passing rules cost no more scans)."""
+    import great_expectations as gx
+
+    failed = [i for i, r in enumerate(validation.results) if not r.success]
+    definition = checkpoint.validation_definitions[0]
+    batch = definition.data.get_batch(batch_parameters={"dataframe": candidate})
+    suite = gx.ExpectationSuite(
+        name=f"{definition.suite.name}.details",
+        expectations=[validation.results[i].expectation_config.to_domain_obj() for i in failed],
+    )
+    detailed = batch.validate(suite, result_format=gxc.DETAIL_FORMAT, expectation_parameters=params)
+    by_id = {r.expectation_config.id: r for r in detailed.results}
+    for i in failed:
+        found = by_id.get(validation.results[i].expectation_config.id)
+        if found is not None:
+            validation.results[i] = found
 
 
 def _register_facts(contract: suites.Contract, facts: suites.Facts) -> tuple[list[str], list[DataFrame]]:

@@ -209,7 +209,11 @@ def generate(
         window=window,
     )
     reporter = ProgressReporter()
-    with stream.stop_on_signals(stream.StopSignal()) as stop:
+
+    def stopping(name: str) -> None:
+        console.warn(f"{name}: finishing the running batch, then stopping (send it again to abort that batch)")
+
+    with stream.stop_on_signals(stream.StopSignal(), on_first=stopping) as stop:
         if not is_stream:
             _report(stream.run_batch(settings, spec, batch_id, reporter))
             return

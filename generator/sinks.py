@@ -50,7 +50,7 @@ T = TypeVar("T")
 LOCK_ID = 0x65636F6D_67656E  # "ecomgen": one generator batch at a time per database
 LOCK_NAME = "ecom.generator"
 COPY_CHUNK_ROWS = 25_000
-STATE_LIMITS = {"customers": 200_000, "products": 100_000, "orders": 200_000}
+STATE_LIMITS = {"customers": 200_000, "products": 100_000, "orders": 200_000, "returnable_orders": 20_000}
 MONEY_COLUMNS = {("products", "unit_price"), ("orders", "total_amount"),
                  ("order_items", "unit_price"), ("order_items", "discount_amount")}  # fmt: skip
 
@@ -132,7 +132,26 @@ def _rejected_keys(conn: Connection) -> dict[str, set[int]]:
 
 
 def _frame(conn: Connection, query: sa.Select, columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(conn.execute(query).all(), columns=columns)
+    """A query's rows as a frame; on PostgreSQL through `COPY (query) TO STDOUT` and Arrow's CSV reader.
+
+    Fetching ~100k rows as Python tuples costs about a second; the columnar path a tenth of it.
+    """
+    if _dialect(conn) != "postgresql":
+        return pd.DataFrame(conn.execute(query).all(), columns=columns)
+    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    buf = io.BytesIO()
+    with _driver_connection(conn).cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+        for block in copy:
+            buf.write(block)
+    if not buf.tell():
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    buf.seek(0)
+    table = pacsv.read_csv(
+        buf,
+        read_options=pacsv.ReadOptions(column_names=columns),
+        convert_options=pacsv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=False),
+    )
+    return table.to_pandas()
 
 
 def next_ids(conn: Connection) -> dict[str, int]:
@@ -221,15 +240,23 @@ def load_state(conn: Connection) -> State:
         }
     )
 
+    # Orders still moving, and the most recent delivered ones (older ones are past returns).
     o = SOURCE_TABLES["orders"].table.c
-    orders = _frame(
-        conn,
-        sa.select(o.order_id, o.status)
-        .where(o.status.in_(OPEN_STATUSES))
-        .order_by(o.order_id.desc())
-        .limit(STATE_LIMITS["orders"]),
-        ["order_id", "status"],
-    )
+    moving = [s for s in OPEN_STATUSES if s != "delivered"]
+    orders = pd.concat(
+        [
+            _frame(
+                conn,
+                sa.select(o.order_id, o.status).where(where).order_by(o.order_id.desc()).limit(limit),
+                ["order_id", "status"],
+            )
+            for where, limit in (
+                (o.status.in_(moving), STATE_LIMITS["orders"]),
+                (o.status == "delivered", STATE_LIMITS["returnable_orders"]),
+            )
+        ],
+        ignore_index=True,
+    ).sort_values("order_id", ascending=False)
     keep = ~orders["order_id"].isin(rejected["orders"]) & is_own(orders["order_id"], own["orders"])
     orders = orders[keep].iloc[::-1]
     orders["order_id"] = orders["order_id"].astype(np.int64)

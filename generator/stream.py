@@ -183,8 +183,11 @@ class StopSignal:
 
 
 @contextmanager
-def stop_on_signals(stop: StopSignal) -> Iterator[StopSignal]:
-    """Install the two-step SIGINT/SIGTERM handlers for the duration of the block (main thread only)."""
+def stop_on_signals(stop: StopSignal, on_first: Callable[[str], None] = lambda name: None) -> Iterator[StopSignal]:
+    """Install the two-step SIGINT/SIGTERM handlers for the duration of the block (main thread only).
+
+    `on_first(signal name)` is called when the first signal arrives (to say what happens next).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
@@ -194,6 +197,7 @@ def stop_on_signals(stop: StopSignal) -> Iterator[StopSignal]:
             raise KeyboardInterrupt  # second signal: abort the running batch (rolled back)
         stop.signal_name = signal.Signals(signum).name
         stop.event.set()
+        on_first(stop.signal_name)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

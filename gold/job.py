@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
@@ -200,31 +200,39 @@ def save_progress(
     run_id: str,
     mode: str,
 ) -> None:
-    """Upsert the mart's consumed silver versions and as-of (one Delta commit)."""
+    """Replace the mart's rows: the silver versions it consumed and its as-of (one small overwrite)."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     as_of_us = None if as_of is None else (as_of - EPOCH) // timedelta(microseconds=1)
-    rows = [(mart, t.name, t.table_id, t.version, as_of_us, run_id, mode) for t in pinned.values()]
-    df = spark.createDataFrame(
-        rows,
-        "gold_table STRING, silver_table STRING, silver_table_id STRING, silver_version BIGINT, "
-        "as_of_us BIGINT, run_id STRING, mode STRING",
-    )
-    df = df.withColumn("as_of", F.timestamp_micros("as_of_us")).withColumn("recorded_at", F.current_timestamp())
-    df = df.select(*[F.col(f.name).cast(f.dataType) for f in progress_schema().fields])
+    columns = "gold_table, silver_table, silver_table_id, silver_version, as_of_us, run_id, mode, recorded_us"
     path = table_path(settings, "ops", PROGRESS_TABLE)
     with waiting_lock(settings, f"ops.{PROGRESS_TABLE}"):
-        if not DeltaTable.isDeltaTable(spark, path):
-            spark.createDataFrame([], progress_schema()).write.format("delta").mode("append").save(path)
-        (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(df.alias("s"), "t.gold_table = s.gold_table AND t.silver_table = s.silver_table")
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
+        kept = []
+        if DeltaTable.isDeltaTable(spark, path):
+            stored = spark.read.format("delta").load(path).where(F.col("gold_table") != mart)
+            kept = [
+                tuple(r)
+                for r in stored.select(
+                    *columns.split(", ")[:4],
+                    F.unix_micros("as_of").alias("as_of_us"),
+                    "run_id",
+                    "mode",
+                    F.unix_micros("recorded_at").alias("recorded_us"),
+                ).collect()
+            ]
+        now_us = (datetime.now(UTC).replace(tzinfo=None) - EPOCH) // timedelta(microseconds=1)  # ops metadata
+        rows = kept + [(mart, t.name, t.table_id, t.version, as_of_us, run_id, mode, now_us) for t in pinned.values()]
+        df = spark.createDataFrame(
+            rows,
+            "gold_table STRING, silver_table STRING, silver_table_id STRING, silver_version BIGINT, "
+            "as_of_us BIGINT, run_id STRING, mode STRING, recorded_us BIGINT",
         )
+        df = df.withColumn("as_of", F.timestamp_micros("as_of_us")).withColumn(
+            "recorded_at", F.timestamp_micros("recorded_us")
+        )
+        df = df.select(*[F.col(f.name).cast(f.dataType) for f in progress_schema().fields])
+        df.coalesce(1).write.format("delta").mode("overwrite").save(path)
     register_table(spark, settings, "ops", PROGRESS_TABLE)
 
 
@@ -436,9 +444,13 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
         if start is not None:
             try:
                 changes, old, counts = run.changes_since(start)
-                scope_df = run.persist(recipe.scope(changes, old, run.new))
-                rec.details["scope_keys"] = scope_df.count()
                 rec.details["changed_silver_keys"] = counts
+                if any(counts.values()):
+                    scope_df = run.persist(recipe.scope(changes, old, run.new))
+                    rec.details["scope_keys"] = scope_df.count()
+                else:
+                    scope_df = run.spark.createDataFrame([], recipe.mart.schema).select(*recipe.mart.scope)
+                    rec.details["scope_keys"] = 0
             except (PySparkException, Py4JJavaError) as exc:
                 first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 console.warn(f"gold.{name}: change data feed unusable ({first_line}): rebuilding in full")

@@ -55,6 +55,8 @@ export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=60
 export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=60
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
 export GX_ANALYTICS_ENABLED=false
+# The CLI warns on stdout that graphviz (optional: DAG images) is missing, spoiling `-o json`.
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Could not import graphviz:UserWarning"
 export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
 
 say() { printf '%s\n' "$*"; }
@@ -92,6 +94,9 @@ instance_pids() {
 		        continue
 		    pid = int(entry)
 		    try:
+		        with open(f"/proc/{pid}/stat", "rb") as f:
+		            if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+		                continue  # a zombie: already dead, waiting to be reaped
 		        if os.getsid(pid) in sids:
 		            print(pid)
 		            continue
@@ -179,7 +184,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-	local pids left c
+	local pids left="" c pid
 	pids="$(instance_pids)"
 	if [[ -z "$pids" ]]; then
 		say "✔ Airflow is not running"
@@ -201,8 +206,11 @@ cmd_stop() {
 		say "  still running after 30 s, killing: $(echo $left)"
 		# shellcheck disable=SC2086
 		kill -KILL $left 2>/dev/null || true
-		sleep 1
-		left="$(instance_pids)"
+		for _ in $(seq 1 10); do
+			sleep 1
+			left="$(instance_pids)"
+			[[ -z "$left" ]] && break
+		done
 	fi
 	rm -f "$RUN_DIR"/*.pid
 	[[ -z "$left" ]] || die "processes left behind: $(echo $left)"

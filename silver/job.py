@@ -46,6 +46,7 @@ from silver import progress
 from silver import rules as silver_rules
 from silver import transforms as tf
 from silver.contracts import PROCESSING_ORDER, TABLES, SilverTable
+from silver.progress import lock_name
 
 LAYER = "silver"
 HELD_TABLES = frozenset({"orders", "order_items"})  # tables whose rows can wait for another table
@@ -364,8 +365,9 @@ def write_held(job: Job, spec: SilverTable, rows: DataFrame) -> None:
     ).save(path)
 
 
-def _gate(job: Job, table: str, candidate_df: DataFrame, rec: RunRecord) -> None:
-    """The silver checkpoint on the candidate rows, when the expectations package provides one."""
+def _gate(job: Job, table: str, candidate_df: DataFrame, rows: int, rec: RunRecord) -> None:
+    """The silver checkpoint on the rows about to be promoted, when the expectations package
+    provides one (write–audit–publish: it raises before anything of the table is written)."""
     try:
         import expectations
     except ImportError:
@@ -373,12 +375,20 @@ def _gate(job: Job, table: str, candidate_df: DataFrame, rec: RunRecord) -> None
     gate = getattr(expectations, "gate", None)
     if not callable(gate):
         return
+    facts: dict[str, Any] = {"expected_rows": rows}
+    if table == "order_items":
+        facts["references"] = {
+            "order_id": job.silver("orders").select("order_id"),
+            "product_id": job.silver("products").select("product_id"),
+        }
     try:
-        gate(job.spark, job.settings, layer=LAYER, table=table, df=candidate_df, run_id=job.run_id, delta_version=None)
+        result = gate(
+            job.spark, job.settings, layer=LAYER, table=table, df=candidate_df, run_id=job.run_id, extra=facts
+        )
     except ValidationFailedError:
         rec.checkpoint = "failed"
         raise
-    rec.checkpoint = "passed"
+    rec.checkpoint = getattr(result, "checkpoint", None) or "passed"
 
 
 # --- sessions -----------------------------------------------------------------------------------------------
@@ -426,42 +436,42 @@ def process_table(job: Job, rec: RunRecord) -> None:
         return
 
     # One materialisation, so that the counts and every write see the same rows.
-    batch = classify(job, table, with_held=held_in > 0).localCheckpoint(
-        eager=True
-    )  # one materialisation: counts and writes agree
-    try:
-        counts = {
-            (r["_origin"], r["_outcome"]): int(r["n"])
-            for r in batch.groupBy("_origin", "_outcome").agg(F.count("*").alias("n")).collect()
-        }
-        breakdown = reconcile(table, counts, inc.rows, held_in)
-        valid = batch.where(F.col("_outcome") == tf.VALID)
-        _gate(job, table, valid.select(*spec.schema.fieldNames()), rec)
+    batch = classify(job, table, with_held=held_in > 0).localCheckpoint(eager=True)
+    counts = {
+        (r["_origin"], r["_outcome"]): int(r["n"])
+        for r in batch.groupBy("_origin", "_outcome").agg(F.count("*").alias("n")).collect()
+    }
+    breakdown = reconcile(table, counts, inc.rows, held_in)
 
+    def total(outcome: str) -> int:
+        return counts.get((tf.FROM_BRONZE, outcome), 0) + counts.get((tf.FROM_HELD, outcome), 0)
+
+    n_valid, n_quarantined, n_held = total(tf.VALID), total(tf.QUARANTINED), total(tf.HELD)
+    valid = batch.where(F.col("_outcome") == tf.VALID)
+    if table == "clickstream_events":
+        # What will be written: the new events and the stored ones whose session changes.
+        promoted = sessionise(job, valid).localCheckpoint(eager=True)
+        n_promoted = promoted.count()
+        breakdown["sessions_reassigned"] = n_promoted - n_valid
+    else:
+        promoted, n_promoted = valid, n_valid
+    if n_promoted:
+        _gate(job, table, promoted.select(*spec.schema.fieldNames()), n_promoted, rec)
+
+    if n_quarantined or full_refresh:
         quarantined = batch.where(F.col("_outcome") == tf.QUARANTINED).withColumn(
             "_quarantined_at", F.lit(job.as_of).cast(T.TimestampType())
         )
-        n_quarantined = counts.get((tf.FROM_BRONZE, tf.QUARANTINED), 0) + counts.get((tf.FROM_HELD, tf.QUARANTINED), 0)
-        n_valid = counts.get((tf.FROM_BRONZE, tf.VALID), 0) + counts.get((tf.FROM_HELD, tf.VALID), 0)
-        n_held = counts.get((tf.FROM_BRONZE, tf.HELD), 0) + counts.get((tf.FROM_HELD, tf.HELD), 0)
-
-        if n_quarantined or full_refresh:
-            write_quarantine(job, spec, quarantined, overwrite=full_refresh)
-        if table == "clickstream_events":
-            sessions = sessionise(job, valid).localCheckpoint(eager=True)
-            moved = sessions.where(~F.col("_is_new")).count()
-            breakdown["sessions_reassigned"] = moved
-            if n_valid or moved or full_refresh:
-                write_events(job, sessions, overwrite=full_refresh)
-        elif n_valid or full_refresh:
-            write_silver(job, spec, valid, overwrite=full_refresh)
-            if not full_refresh:
-                _check_merge(job, spec, n_valid)
-        # Held rows change only when some came in, some are new, or the table is rebuilt.
-        if table in HELD_TABLES and (held_in or n_held or full_refresh):
-            write_held(job, spec, batch.where(F.col("_outcome") == tf.HELD))
-    finally:
-        batch.unpersist()
+        write_quarantine(job, spec, quarantined, overwrite=full_refresh)
+    if table == "clickstream_events":
+        if n_promoted or full_refresh:
+            write_events(job, promoted, overwrite=full_refresh)
+    elif n_valid or full_refresh:
+        write_silver(job, spec, valid, overwrite=full_refresh)
+        _check_written(job, spec, n_valid)
+    # Held rows change only when some came in, some are new, or the table is rebuilt.
+    if table in HELD_TABLES and (held_in or n_held or full_refresh):
+        write_held(job, spec, batch.where(F.col("_outcome") == tf.HELD))
 
     progress.mark_processed(
         job.spark,
@@ -488,13 +498,16 @@ def process_table(job: Job, rec: RunRecord) -> None:
     )
 
 
-def _check_merge(job: Job, spec: SilverTable, expected: int) -> None:
-    """The MERGE must have written exactly the valid rows: each is new or newer (we hold the lock)."""
+def _check_written(job: Job, spec: SilverTable, expected: int) -> None:
+    """The write must have stored exactly the valid rows: each is new or newer (we hold the lock)."""
     _, metrics = _last_metrics(job.spark, job.path("silver", spec.name))
-    written = int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+    if "numTargetRowsInserted" in metrics:  # a MERGE
+        written = int(metrics["numTargetRowsInserted"]) + int(metrics.get("numTargetRowsUpdated", 0))
+    else:  # the table's first write
+        written = int(metrics.get("numOutputRows", 0))
     if written != expected:
         raise ReconciliationError(
-            f"silver.{spec.name}: the MERGE wrote {written} row(s) but {expected} valid newer version(s) were "
+            f"silver.{spec.name}: the write stored {written} row(s) but {expected} valid newer version(s) were "
             f"expected (metrics {metrics}); another writer may have changed the table during the run"
         )
 
@@ -534,7 +547,7 @@ def run(
             rec = RunRecord(run_id=run_id, layer=LAYER, table_name=table)
             records.append(rec)
             try:
-                with writer_lock(settings, f"{LAYER}.{table}"):
+                with writer_lock(settings, lock_name(settings, f"{LAYER}.{table}")):
                     process_table(job, rec)
                 job.refreshing.discard(table)  # rebuilt: later tables read its new state
             except EcomError as exc:

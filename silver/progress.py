@@ -14,11 +14,13 @@ crash before that means the runs are processed again, which changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -27,7 +29,7 @@ from pyspark.sql import types as T
 from core.errors import LockBusyError
 from core.lake import register_table, table_path
 from core.locks import writer_lock
-from core.settings import Settings
+from core.settings import Settings, project_dir
 
 NAME = "silver_progress"
 LOCK = "ops.silver_progress"
@@ -77,6 +79,16 @@ def read_progress(spark: SparkSession, settings: Settings) -> dict[str, Progress
     return out
 
 
+def lock_name(settings: Settings, name: str) -> str:
+    """Writer locks protect a lake's tables, so they are scoped to the lake: `name` for the
+    project's default lake, `name@<digest of the lake root>` for any other (a test's)."""
+    default = Settings.model_fields["lake_root"].default
+    default_root = str(Path(default) if Path(default).is_absolute() else (project_dir() / default).resolve())
+    if settings.lake_root == default_root:
+        return name
+    return f"{name}@{hashlib.sha1(settings.lake_root.encode()).hexdigest()[:10]}"
+
+
 @contextmanager
 def _waiting_lock(settings: Settings) -> Iterator[None]:
     """The progress table is shared by all silver tables: wait briefly for another writer."""
@@ -84,7 +96,7 @@ def _waiting_lock(settings: Settings) -> Iterator[None]:
     with ExitStack() as stack:
         while True:
             try:
-                stack.enter_context(writer_lock(settings, LOCK))
+                stack.enter_context(writer_lock(settings, lock_name(settings, LOCK)))
                 break
             except LockBusyError:
                 if time.monotonic() >= deadline:

@@ -81,9 +81,7 @@ DETECT = {
     "non_positive_price": ("products", "t.unit_price <= 0"),
     "total_mismatch": (
         "orders",
-        "t.total_amount <> (SELECT coalesce(sum(i.quantity * i.unit_price - i.discount_amount), 0) "
-        "FROM shop.order_items i JOIN shop.products p ON p.product_id = i.product_id "
-        "WHERE i.order_id = t.order_id AND i.quantity > 0)",
+        "t.total_amount <> coalesce((SELECT s.total FROM line_totals s WHERE s.order_id = t.order_id), 0)",
     ),
     "zero_quantity": ("order_items", "t.quantity = 0"),
     "negative_quantity": ("order_items", "t.quantity < 0"),
@@ -107,10 +105,19 @@ def test_manifest_matches_the_database_kind_by_kind(pg_settings: Settings, batch
         manifest = sinks.read_manifest(conn, [record.batch_id])
         for kind, (table, condition) in DETECT.items():
             key = "event_id" if table == "clickstream_events" else PK[table]
+            # The valid lines of the batch's orders (quantity > 0, product exists), summed per order.
+            line_totals = (
+                "WITH line_totals AS (SELECT i.order_id, sum(i.quantity * i.unit_price - i.discount_amount) AS total "
+                "FROM shop.order_items i JOIN shop.products p ON p.product_id = i.product_id "
+                f"WHERE {in_range(record, 'order_items', 'i')} AND i.quantity > 0 GROUP BY i.order_id) "
+            )
             found = {
                 str(k)
                 for (k,) in conn.execute(
-                    sa.text(f"SELECT t.{key} FROM shop.{table} t WHERE {in_range(record, table)} AND {condition}"),
+                    sa.text(
+                        f"{line_totals}SELECT t.{key} FROM shop.{table} t "
+                        f"WHERE {in_range(record, table)} AND {condition}"
+                    ),
                     {"started_at": record.started_at, "window_start": record.window[0]},
                 )
             }
@@ -285,13 +292,9 @@ def assert_whole(settings: Settings, records: list[sinks.BatchRecord]) -> None:
 
 def test_sigterm_mid_stream_ends_after_a_whole_batch(pg_settings: Settings) -> None:
     prefix = unique("term")
-    proc = start_stream(prefix, events=30_000)
+    proc = start_stream(prefix, events=20_000)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not committed(pg_settings, prefix):
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
-        wait_until_copying(pg_settings, proc, deadline)
+        wait_until_copying(pg_settings, proc, time.monotonic() + 60)
         in_flight = len(committed(pg_settings, prefix)) + 1
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
@@ -308,17 +311,21 @@ def test_second_signal_aborts_the_batch_and_rolls_it_back(pg_settings: Settings)
     prefix = unique("abort")
     with connect(pg_settings, "generator") as conn:
         before = sinks.next_ids(conn)["clickstream_events"]
-    proc = start_stream(prefix, events=30_000)
+    proc = start_stream(prefix, events=60_000)  # a COPY long enough to be interrupted
     try:
         wait_until_copying(pg_settings, proc, time.monotonic() + 60)
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.05)
+        assert proc.stderr is not None
+        seen = []  # wait until the first signal was handled: two pending ones would merge into one
+        while not seen or "finishing the running batch" not in seen[-1]:
+            seen.append(proc.stderr.readline())
+            assert seen[-1], seen  # EOF: the process ended without acknowledging the signal
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     records = committed(pg_settings, prefix)
-    assert proc.returncode == 130 and "interrupted" in err, err
+    assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, err)
     assert_whole(pg_settings, records)
     covered = [r.keys["clickstream_events"] for r in records if r.keys["clickstream_events"]]
     with connect(pg_settings, "generator") as conn:

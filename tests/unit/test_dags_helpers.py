@@ -271,3 +271,34 @@ def test_ledger_rows_appended_by_a_run_become_event_extras(tmp_path: Path) -> No
     }
     assert ledger_tail.event_extra("bronze", "customers", rows)["status"] == "not recorded"
     json.dumps(extra)
+
+
+# --- process hygiene -------------------------------------------------------------------------
+class Interrupted(BaseException):
+    """Stands in for AirflowTaskTimeout / AirflowTaskTerminated (both BaseException)."""
+
+
+class InterruptingLog:
+    """A task logger that raises when the command prints `ready`, like a timeout would."""
+
+    def info(self, msg: str, *args: Any) -> None:
+        if args and args[0] == "ready":
+            raise Interrupted
+
+    warning = info
+
+
+def test_a_timed_out_command_leaves_no_process_behind(tmp_path: Path) -> None:
+    import psutil
+
+    from orchestration.operators import EcomCommandOperator
+
+    op = EcomCommandOperator(task_id="probe", command="unused")
+    op._log = InterruptingLog()  # type: ignore[assignment]
+    pids = tmp_path / "pids"
+    script = f"sleep 120 & echo $! > {pids}; sh -c 'sleep 120' & echo $! >> {pids}; echo ready; wait"
+    with pytest.raises(Interrupted):
+        op._run(["sh", "-c", script], dict(os.environ))
+    for pid in map(int, pids.read_text().split()):
+        alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        assert not alive, f"pid {pid} survived"

@@ -168,7 +168,9 @@ def test_sessions_one_row_per_session_with_attribution_funnel_and_cart_value(spa
         ],
         defaults,
     )
-    assert_df_equality(build_sessions(events, customers, products), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        build_sessions(events, customers, products), expected, ignore_row_order=True, ignore_nullable=True
+    )
 
 
 # --- customer_360 -----------------------------------------------------------------------------------
@@ -404,7 +406,9 @@ def test_daily_sales_net_revenue_and_new_vs_returning(spark) -> None:  # type: i
          "avg_order_value": None, "returned_orders": 1},
     ]  # fmt: skip
     expected = expected_df(spark, MART, rows, defaults)
-    assert_df_equality(build_daily_sales(orders, items, products), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        build_daily_sales(orders, items, products), expected, ignore_row_order=True, ignore_nullable=True
+    )
 
 
 # --- product_performance ----------------------------------------------------------------------------

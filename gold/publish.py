@@ -1,0 +1,349 @@
+"""`ecom run publish`: load gold into ecom_dwh atomically, reconciled, as the publisher role.
+
+Per table:
+1. the candidate rows — all of gold (`--full-refresh`, first publish, or when the previously
+   published gold version is no longer readable) or only the rows changed since the gold
+   version last published (Delta time travel: current EXCEPT published, plus vanished keys);
+2. arrays/maps/structs → JSON strings (`to_json`), then a Spark JDBC append into a staging
+   table created by us with the live table's exact types (never Spark's auto-created tables);
+3. one database transaction applies the stage to the live table (full: delete all + insert;
+   incremental: upsert + delete vanished keys) and, before committing, reconciles the live
+   table against gold: row count and an order-independent checksum of the key and money
+   columns. A mismatch rolls back: readers keep seeing the previous live table.
+
+The gold checkpoint gates publish: if gold's latest run of a table failed, it is not published.
+SQL Server gets `UPDATE … FROM` + `INSERT … WHERE NOT EXISTS` under SERIALIZABLE, not MERGE.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from core import console, db
+from core.errors import EcomError, ValidationFailedError
+from core.lake import table_path
+from core.ledger import RunRecord, record
+from core.locks import writer_lock
+from core.schema import WAREHOUSE_SCHEMA
+from core.settings import Settings
+from gold.marts.contract import Mart
+from gold.marts.registry import MARTS
+from gold.warehouse import NESTED
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+LAYER = "publish"
+
+
+class ReconciliationError(EcomError):
+    """The warehouse disagrees with gold after the load; the transaction was rolled back."""
+
+
+# --- pure parts --------------------------------------------------------------------------------
+def flatten_for_jdbc(df: DataFrame) -> DataFrame:
+    """Arrays, maps and structs become JSON strings (JDBC cannot write them)."""
+    from pyspark.sql import functions as F
+
+    return df.select(
+        *[
+            F.to_json(F.col(f.name)).alias(f.name) if isinstance(f.dataType, NESTED) else F.col(f.name)
+            for f in df.schema.fields
+        ]
+    )
+
+
+def money_columns(mart: Mart) -> list[str]:
+    from pyspark.sql import types as T
+
+    return [c.name for c in mart.columns if isinstance(c.type, T.DecimalType)]
+
+
+@dataclass(frozen=True)
+class Checksum:
+    rows: int
+    key_hash: int
+    money: tuple[Decimal, ...]
+
+
+def spark_checksum(df: DataFrame, mart: Mart) -> Checksum:
+    """Count, Σ of the first 32 bits of md5(key) and Σ of each money column (order-independent)."""
+    from pyspark.sql import functions as F
+
+    key = F.concat_ws("|", *[F.col(k).cast("string") for k in mart.key])
+    aggs = [F.count(F.lit(1)), F.sum(F.conv(F.substring(F.md5(key), 1, 8), 16, 10).cast("bigint"))]
+    aggs += [F.sum(F.col(c)) for c in money_columns(mart)]
+    row = df.agg(*aggs).first()
+    assert row is not None
+    return Checksum(int(row[0]), int(row[1] or 0), tuple(Decimal(v or 0) for v in row[2:]))
+
+
+# --- the dialect adapter: every statement publish sends, per dialect ------------------------------
+class Dialect:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def q(self, ident: str) -> str:
+        return f"[{ident}]" if self.name == "mssql" else f'"{ident}"'
+
+    def table(self, name: str) -> str:
+        return f"{WAREHOUSE_SCHEMA}.{self.q(name)}"
+
+    def create_stage(self, live: str, stage: str, columns: list[str] | None = None) -> list[str]:
+        cols = ", ".join(self.q(c) for c in columns) if columns else "*"
+        if self.name == "mssql":
+            return [
+                f"IF OBJECT_ID(N'{WAREHOUSE_SCHEMA}.{stage}', N'U') IS NOT NULL DROP TABLE {self.table(stage)}",
+                f"SELECT TOP 0 {cols} INTO {self.table(stage)} FROM {self.table(live)}",
+            ]
+        return [
+            f"DROP TABLE IF EXISTS {self.table(stage)}",
+            f"CREATE TABLE {self.table(stage)} AS SELECT {cols} FROM {self.table(live)} WITH NO DATA",
+        ]
+
+    def drop(self, table: str) -> str:
+        if self.name == "mssql":
+            return f"IF OBJECT_ID(N'{WAREHOUSE_SCHEMA}.{table}', N'U') IS NOT NULL DROP TABLE {self.table(table)}"
+        return f"DROP TABLE IF EXISTS {self.table(table)}"
+
+    def begin(self) -> list[str]:
+        return ["SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"] if self.name == "mssql" else []
+
+    def replace_all(self, live: str, stage: str, columns: list[str]) -> list[str]:
+        cols = ", ".join(self.q(c) for c in columns)
+        return [
+            f"DELETE FROM {self.table(live)}",
+            f"INSERT INTO {self.table(live)} ({cols}) SELECT {cols} FROM {self.table(stage)}",
+        ]
+
+    def upsert(self, live: str, stage: str, columns: list[str], keys: list[str]) -> list[str]:
+        cols = ", ".join(self.q(c) for c in columns)
+        on = " AND ".join(f"t.{self.q(k)} = s.{self.q(k)}" for k in keys)
+        rest = [c for c in columns if c not in keys]
+        if self.name == "mssql":
+            sets = ", ".join(f"{self.q(c)} = s.{self.q(c)}" for c in rest)
+            return [
+                f"UPDATE t SET {sets} FROM {self.table(live)} AS t WITH (UPDLOCK, HOLDLOCK) "
+                f"JOIN {self.table(stage)} AS s ON {on}",
+                f"INSERT INTO {self.table(live)} ({cols}) SELECT {cols} FROM {self.table(stage)} AS s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {self.table(live)} AS t WITH (UPDLOCK, HOLDLOCK) WHERE {on})",
+            ]
+        sets = ", ".join(f"{self.q(c)} = EXCLUDED.{self.q(c)}" for c in rest)
+        conflict = ", ".join(self.q(k) for k in keys)
+        return [
+            f"INSERT INTO {self.table(live)} ({cols}) SELECT {cols} FROM {self.table(stage)} "
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
+        ]
+
+    def delete_keys(self, live: str, deleted: str, keys: list[str]) -> list[str]:
+        on = " AND ".join(f"t.{self.q(k)} = d.{self.q(k)}" for k in keys)
+        if self.name == "mssql":
+            return [f"DELETE t FROM {self.table(live)} AS t JOIN {self.table(deleted)} AS d ON {on}"]
+        return [f"DELETE FROM {self.table(live)} AS t USING {self.table(deleted)} AS d WHERE {on}"]
+
+    def checksum(self, live: str, keys: list[str], money: list[str]) -> str:
+        if self.name == "mssql":
+            key = "CONCAT_WS('|', " + ", ".join(f"CONVERT(VARCHAR(400), {self.q(k)})" for k in keys) + ")"
+            key_hash = f"SUM(CONVERT(BIGINT, CONVERT(BINARY(4), SUBSTRING(HASHBYTES('MD5', {key}), 1, 4))))"
+        else:
+            key = " || '|' || ".join(f"{self.q(k)}::text" for k in keys)
+            key_hash = f"SUM(('x' || substr(md5({key}), 1, 8))::bit(32)::bigint)"
+        sums = "".join(f", SUM({self.q(c)})" for c in money)
+        return f"SELECT COUNT(*), {key_hash}{sums} FROM {self.table(live)}"
+
+
+# --- the edge ---------------------------------------------------------------------------------
+def _gold_gate_open(spark: SparkSession, settings: Settings, table: str) -> None:
+    """Refuse to publish a table whose latest gold run failed (its checkpoint or its build)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    path = table_path(settings, "ops", "runs")
+    if not DeltaTable.isDeltaTable(spark, path):
+        return
+    last = (
+        spark.read.format("delta")
+        .load(path)
+        .where((F.col("layer") == "gold") & (F.col("table_name") == table))
+        .orderBy(F.col("started_at").desc())
+        .first()
+    )
+    if last is not None and last.status == "failed":
+        raise ValidationFailedError(
+            f"gold.{table}: its latest gold run {last.run_id} failed"
+            f"{' its checkpoint' if last.checkpoint == 'failed' else ''} ({last.message}); "
+            "publish refuses — the warehouse keeps its previous table"
+        )
+
+
+def _last_published_version(spark: SparkSession, settings: Settings, table: str) -> int | None:
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    path = table_path(settings, "ops", "runs")
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    last = (
+        spark.read.format("delta")
+        .load(path)
+        .where((F.col("layer") == LAYER) & (F.col("table_name") == table) & (F.col("status") == "succeeded"))
+        .orderBy(F.col("started_at").desc())
+        .first()
+    )
+    return None if last is None else last.delta_version
+
+
+def _jdbc_append(df: DataFrame, settings: Settings, table: str) -> None:
+    opts = db.jdbc_options(settings, "publisher")
+    (
+        df.write.format("jdbc")
+        .options(**opts, dbtable=f"{WAREHOUSE_SCHEMA}.{table}", batchsize=str(settings.jdbc_batchsize))
+        .option("isolationLevel", "READ_COMMITTED")
+        .mode("append")
+        .save()
+    )
+
+
+def publish_table(spark: SparkSession, settings: Settings, mart: Mart, rec: RunRecord, *, full_refresh: bool) -> None:
+    from delta.tables import DeltaTable
+
+    path = table_path(settings, "gold", mart.name)
+    if not DeltaTable.isDeltaTable(spark, path):
+        raise EcomError(f"gold.{mart.name} does not exist yet: run `ecom run gold` first")
+    _gold_gate_open(spark, settings, mart.name)
+    version = int(DeltaTable.forPath(spark, path).history(1).first().version)  # type: ignore[union-attr]
+    current = spark.read.format("delta").option("versionAsOf", version).load(path).select(*mart.column_names)
+    previous = None if full_refresh else _last_published_version(spark, settings, mart.name)
+    rec.delta_version = version
+    rec.watermark_from = None if previous is None else str(previous)
+    rec.watermark_to = str(version)
+    mode, old = "full", None
+    if previous is not None and previous == version:
+        mode = "unchanged"
+    elif previous is not None:
+        try:
+            old = spark.read.format("delta").option("versionAsOf", previous).load(path).select(*mart.column_names)
+            old.limit(1).collect()
+            mode = "incremental"
+        except Exception:  # the published version was vacuumed: fall back to a full load
+            mode = "full"
+    keys = list(mart.key)
+    flat = flatten_for_jdbc(current)
+    if mode == "incremental" and old is not None:
+        old_flat = flatten_for_jdbc(old)
+        changed = flat.exceptAll(old_flat)
+        deleted = old_flat.select(*keys).exceptAll(flat.select(*keys))
+    else:
+        changed, deleted = flat, None
+    dialect = Dialect(settings.dialect)
+    stage, stage_del = f"{mart.name}__stage", f"{mart.name}__deleted"
+    expected = spark_checksum(current, mart)
+    rec.rows_in = expected.rows
+    with db.connect(settings, "publisher") as conn:
+        live_exists = sa.inspect(conn).has_table(mart.name, schema=WAREHOUSE_SCHEMA)
+    if not live_exists:
+        raise EcomError(f"warehouse table {WAREHOUSE_SCHEMA}.{mart.name} is missing: run `ecom db init`")
+    if mode == "unchanged":
+        rec.rows_out = 0
+    else:
+        changed = changed.cache()
+        rec.rows_out = changed.count()
+        with db.connect(settings, "publisher") as conn:
+            for s in dialect.create_stage(mart.name, stage):
+                conn.exec_driver_sql(s)
+            if deleted is not None:
+                for s in dialect.create_stage(mart.name, stage_del, keys):
+                    conn.exec_driver_sql(s)
+        _jdbc_append(changed, settings, stage)
+        if deleted is not None:
+            _jdbc_append(deleted, settings, stage_del)
+        changed.unpersist()
+    _apply(settings, dialect, mart, mode, stage, stage_del if deleted is not None else None, expected)
+    rec.details = {"mode": mode, "stage_rows": rec.rows_out, "checksum": expected.key_hash}
+
+
+def _apply(
+    settings: Settings,
+    dialect: Dialect,
+    mart: Mart,
+    mode: str,
+    stage: str,
+    stage_del: str | None,
+    expected: Checksum,
+) -> None:
+    """One transaction: apply the stage, reconcile, commit — or roll back and raise."""
+    keys, columns, money = list(mart.key), mart.column_names, money_columns(mart)
+    try:
+        with db.connect(settings, "publisher") as conn:
+            for s in dialect.begin():
+                conn.exec_driver_sql(s)
+            if mode == "full":
+                statements = dialect.replace_all(mart.name, stage, columns)
+            elif mode == "incremental":
+                statements = dialect.upsert(mart.name, stage, columns, keys)
+                statements += dialect.delete_keys(mart.name, stage_del, keys) if stage_del else []
+            else:
+                statements = []
+            for s in statements:
+                conn.exec_driver_sql(s)
+            row = conn.exec_driver_sql(dialect.checksum(mart.name, keys, money)).one()
+            got = Checksum(int(row[0]), int(row[1] or 0), tuple(Decimal(v or 0) for v in row[2:]))
+            if got != expected:
+                raise ReconciliationError(
+                    f"{WAREHOUSE_SCHEMA}.{mart.name}: warehouse {got} ≠ gold {expected}; rolled back, "
+                    "the previous live table is unchanged"
+                )
+    finally:
+        with db.connect(settings, "publisher") as conn:
+            for t in (stage, stage_del):
+                if t:
+                    conn.exec_driver_sql(dialect.drop(t))
+
+
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    run_id: str,
+    full_refresh: bool = False,
+    tables: list[str] | None = None,
+) -> list[RunRecord]:
+    names = list(tables) if tables else list(MARTS)
+    unknown = [n for n in names if n not in MARTS]
+    if unknown:
+        raise EcomError(f"unknown gold table(s) {', '.join(unknown)}: expected some of {', '.join(MARTS)}")
+    records: list[RunRecord] = []
+    errors: list[str] = []
+    for name in names:
+        rec = RunRecord(run_id=run_id, layer=LAYER, table_name=name)
+        records.append(rec)
+        t0 = time.monotonic()
+        try:
+            with writer_lock(settings, f"publish.{name}"):
+                publish_table(spark, settings, MARTS[name], rec, full_refresh=full_refresh)
+            rec.finish("succeeded")
+            mode = rec.details.get("mode")
+            console.ok(
+                f"publish {name}: {mode}, {rec.rows_out:,} rows staged, warehouse reconciled at "
+                f"{rec.rows_in:,} rows ({time.monotonic() - t0:.1f}s)"
+            )
+        except EcomError as exc:
+            rec.finish("failed", str(exc))
+            console.error(f"publish {name}: {exc}")
+            errors.append(f"{name}: {exc}")
+    record(spark, settings, *records)
+    if errors:
+        raise EcomError("publish failed — " + "; ".join(errors))
+    return records
+
+
+def warehouse_counts(settings: Settings) -> dict[str, int]:
+    """Row counts of the live warehouse tables (for `make demo`)."""
+    dialect = Dialect(settings.dialect)
+    with db.connect(settings, "publisher") as conn:
+        return {n: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {dialect.table(n)}").scalar_one()) for n in MARTS}
