@@ -11,6 +11,7 @@ jobs read memory, not the candidate's lineage, and it is unpersisted afterwards.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -153,14 +154,22 @@ def _add_details(checkpoint: Any, validation: Any, candidate: DataFrame, params:
     batch = definition.data.get_batch(batch_parameters={"dataframe": candidate})
     suite = gx.ExpectationSuite(
         name=f"{definition.suite.name}.details",
-        expectations=[validation.results[i].expectation_config.to_domain_obj() for i in failed],
+        expectations=[copy.copy(validation.results[i].expectation_config.to_domain_obj()) for i in failed],
     )
     detailed = batch.validate(suite, result_format=gxc.DETAIL_FORMAT, expectation_parameters=params)
-    by_id = {r.expectation_config.id: r for r in detailed.results}
+    unused = list(detailed.results)
     for i in failed:
-        found = by_id.get(validation.results[i].expectation_config.id)
-        if found is not None:
-            validation.results[i] = found
+        mine = validation.results[i].expectation_config
+        for found in unused:
+            theirs = found.expectation_config
+            if theirs.type == mine.type and _rule_kwargs(theirs.kwargs) == _rule_kwargs(mine.kwargs):
+                validation.results[i] = found
+                unused.remove(found)
+                break
+
+
+def _rule_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in ("batch_id", "result_format")}
 
 
 def _register_facts(contract: suites.Contract, facts: suites.Facts) -> tuple[list[str], list[DataFrame]]:

@@ -16,10 +16,10 @@ import click
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from core import console
+from core import console, webhook
 from core.errors import SettingsError
 from core.settings import get_settings
-from generator import stream, webhook
+from generator import stream
 from generator.simulate import Spec
 
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")  # Airflow run ids fit

@@ -26,10 +26,11 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from core import webhook
 from core.db import connect
 from core.errors import EcomError
 from core.settings import Settings
-from generator import sinks, webhook
+from generator import sinks
 from generator.simulate import Spec, simulate
 
 log = logging.getLogger("ecom.generator")

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from core import webhook
 from core.errors import EcomError
-from generator import webhook
 from generator.sinks import BatchRecord
 from generator.stream import BatchResult, payload
 
