@@ -61,8 +61,11 @@ db: setup ## Start the local PostgreSQL cluster and create databases, tables and
 demo: db ## Set up everything and run the whole pipeline on the local default
 	$(BIN)/ecom demo
 
-test: db ## Set up everything and run the whole test suite (unit, integration, e2e)
+test: db airflow-init ## Set up everything and run the whole test suite (unit, integration, e2e)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+airflow-init: setup ## Migrate Airflow's metadata DB and create its pools (idempotent)
+	orchestration/airflow.sh init
 
 test-unit: setup ## Only the fast unit tests (no database)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -92,4 +95,4 @@ db-down: ## Stop the local PostgreSQL cluster
 clean-lake: ## Delete the local lake (tables, ledger, watermarks); the databases stay
 	rm -rf lake/bronze lake/silver lake/quarantine lake/gold lake/_ops lake/_warehouse
 
-.PHONY: help sysdeps setup lock jars db demo test test-unit lint format bench airflow-up airflow-down db-down clean-lake
+.PHONY: airflow-init help sysdeps setup lock jars db demo test test-unit lint format bench airflow-up airflow-down db-down clean-lake

@@ -25,7 +25,7 @@ def _post_json() -> Callable[..., Any]:
         module = importlib.import_module("core.webhook")
     except ModuleNotFoundError:
         module = importlib.import_module("generator.webhook")
-    return module.post_json  # type: ignore[no-any-return]
+    return module.post_json
 
 
 def send_alert(settings: Settings, payload: Mapping[str, Any]) -> bool | None:

@@ -18,12 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from core import console
 from core.ledger import new_run_id
 from core.settings import Settings
-from expectations import suites
-from expectations.alerts import send_alert
 from expectations import context as gxc
+from expectations import site, suites
+from expectations.alerts import send_alert
 from expectations.results import GateFailedError, GateResult, failures_of
 
 if TYPE_CHECKING:
@@ -47,8 +49,17 @@ def gate(
     `delta_version`: the version judged (None for a candidate not yet written). `extra`: the
     run's cross-table facts (see `suites.Facts`: expected_rows, references, covers).
     """
-    result = judge(spark, settings, layer=layer, table=table, df=df, run_id=run_id,
-                   delta_version=delta_version, extra=extra, gx_root=gx_root)  # fmt: skip
+    result = judge(
+        spark,
+        settings,
+        layer=layer,
+        table=table,
+        df=df,
+        run_id=run_id,
+        delta_version=delta_version,
+        extra=extra,
+        gx_root=gx_root,
+    )
     if not result.passed:
         send_alert(settings, result.alert_payload())
         raise GateFailedError(result)
@@ -68,6 +79,7 @@ def judge(
     gx_root: str | Path | None = None,
 ) -> GateResult:
     """Validate, store the result with its run id and Delta version, rebuild Data Docs."""
+    from great_expectations.core.batch import BatchMarkers
     from great_expectations.core.run_identifier import RunIdentifier
 
     contract = suites.contract(layer, table)
@@ -79,7 +91,7 @@ def judge(
     t0 = time.monotonic()
     timings: dict[str, float] = {}
 
-    cached_here = not df.is_cached
+    cached_here = needs_cache(df)
     candidate = df.persist() if cached_here else df
     views: list[str] = []
     frames: list[DataFrame] = []
@@ -111,7 +123,7 @@ def judge(
 
     t2 = time.monotonic()
     # What was judged, on the result itself: Data Docs shows it under "Batch Markers".
-    markers = dict(validation.meta.get("batch_markers") or {})
+    markers = BatchMarkers(dict(validation.meta.get("batch_markers") or {}))
     markers.update(
         ecom_run_id=run_id,
         delta_version="candidate (not yet written)" if delta_version is None else delta_version,
@@ -124,6 +136,7 @@ def judge(
         gxc.prune_results(root, contract.name)
         context.build_data_docs(site_names=[gxc.SITE], resource_identifiers=[key])
         page = gxc.page_of(context, key)
+        site.decorate(root, gxc.site_dir(root), [page] if page else [])
     timings["docs"] = round(time.monotonic() - t2, 3)
 
     failures = failures_of(validation)
@@ -142,6 +155,35 @@ def judge(
     )
     _say(result)
     return result
+
+
+# Plan leaves that hold rows already computed (checkpoint, cache, local rows), and plan nodes
+# that only pass rows through: a frame made of these alone is cheaper to re-read than to cache.
+_MATERIALISED_LEAVES = frozenset({"LogicalRDD", "InMemoryRelation", "LocalRelation", "OneRowRelation"})
+_PASS_THROUGH = frozenset({"Project", "Filter", "SubqueryAlias", "ResolvedHint", "Sample"})
+
+
+def needs_cache(df: DataFrame) -> bool:
+    """True unless `df` is cached, or only projects/filters rows that are already materialised
+    (e.g. a `localCheckpoint`): GX reads the candidate once per metric job, so a frame with a
+    costly lineage (files, JDBC, joins, windows) is cached once instead."""
+    if df.is_cached:
+        return False
+    try:
+        names = _plan_node_names(df._jdf.queryExecution().optimizedPlan())
+    except Exception:  # not classic Spark (e.g. Spark Connect): caching is always correct
+        return True
+    return not names <= (_MATERIALISED_LEAVES | _PASS_THROUGH)
+
+
+def _plan_node_names(plan: Any) -> set[str]:
+    names, stack = set(), [plan]
+    while stack:
+        node = stack.pop()
+        names.add(str(node.nodeName()))
+        children = node.children()
+        stack.extend(children.apply(i) for i in range(children.size()))
+    return names
 
 
 def _add_details(checkpoint: Any, validation: Any, candidate: DataFrame, params: dict[str, Any]) -> None:
@@ -196,9 +238,9 @@ def _register_facts(contract: suites.Contract, facts: suites.Facts) -> tuple[lis
 def _say(result: GateResult) -> None:
     where = f"{result.evaluated} expectations on {result.rows:,} rows ({result.judged}) in {result.seconds:.1f}s"
     if result.passed:
-        console.ok(f"checkpoint {result.name} passed: {where}")
+        console.ok(f"checkpoint {result.name} passed: {escape(where)}")
     else:
-        console.error(f"checkpoint {result.name} FAILED: {len(result.failures)} of {where}")
+        console.error(f"checkpoint {result.name} FAILED: {len(result.failures)} of {escape(where)}")
 
 
 # --- ecom validate <layer> ----------------------------------------------------------------------------------
@@ -223,14 +265,28 @@ def validate_layer(
         found = _current(spark, table_path(settings, layer, table))
         if found is None:
             results.append(
-                GateResult(layer=layer, table=table, run_id=run_id, status="missing",
-                           message=f"no Delta table at {table_path(settings, layer, table)}: run `ecom run {layer}` first")  # fmt: skip
+                GateResult(
+                    layer=layer,
+                    table=table,
+                    run_id=run_id,
+                    status="missing",
+                    message=f"no Delta table at {table_path(settings, layer, table)}: run `ecom run {layer}` first",
+                )
             )
             continue
         df, version = found
         contract = suites.contract(layer, table)
-        result = judge(spark, settings, layer=layer, table=table, df=df, run_id=run_id, delta_version=version,
-                       extra=lake_facts(spark, settings, contract), gx_root=gx_root)  # fmt: skip
+        result = judge(
+            spark,
+            settings,
+            layer=layer,
+            table=table,
+            df=df,
+            run_id=run_id,
+            delta_version=version,
+            extra=lake_facts(spark, settings, contract),
+            gx_root=gx_root,
+        )
         if not result.passed:
             send_alert(settings, result.alert_payload())
         results.append(result)
@@ -266,16 +322,24 @@ def print_results(results: list[GateResult]) -> None:
         "Checkpoints",
         ["checkpoint", "status", "judged", "rows", "expectations", "failed", "s"],
         [
-            (r.name, r.status, "-" if r.status == "missing" else r.judged, r.rows, r.evaluated, len(r.failures), r.seconds)
+            (
+                r.name,
+                r.status,
+                "-" if r.status == "missing" else r.judged,
+                r.rows,
+                r.evaluated,
+                len(r.failures),
+                f"{r.seconds:.1f}",
+            )
             for r in results
         ],
     )
     for r in results:
         if r.status == "missing":
-            console.warn(r.summary())
+            console.warn(escape(r.summary()))
         for failure in r.failures:
-            console.error(f"{r.name}: {failure}")
+            console.error(escape(f"{r.name}: {failure}"))
     pages = [r.docs_page for r in results if r.docs_page]
     if pages:
         site = next((p for p in pages[0].parents if p.name == gxc.SITE), pages[0].parent)
-        console.ok(f"Data Docs: {site / 'index.html'}")
+        console.ok(escape(f"Data Docs: {site / 'index.html'}"))

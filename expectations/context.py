@@ -21,14 +21,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from core.errors import EcomError
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from great_expectations import Checkpoint, ExpectationSuite
+    from great_expectations import Checkpoint, ExpectationSuite, ValidationDefinition
     from great_expectations.data_context import FileDataContext
+    from great_expectations.datasource.fluent import SparkDatasource
 
 DATASOURCE = "ecom"
 BATCH_DEFINITION = "whole_dataframe"
@@ -76,7 +77,9 @@ def gx_lock(root: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise EcomError(f"the GX context {folder} stayed locked for {timeout:.0f}s by another command") from None
+                    raise EcomError(
+                        f"the GX context {folder} stayed locked for {timeout:.0f}s by another command"
+                    ) from None
                 time.sleep(0.2)
         _HELD[root] = 1
         try:
@@ -127,7 +130,7 @@ def checkpoint_for(context: FileDataContext, suite: ExpectationSuite, name: str)
     from great_expectations.exceptions import DataContextError
 
     try:
-        datasource = context.data_sources.get(DATASOURCE)
+        datasource = cast("SparkDatasource", context.data_sources.get(DATASOURCE))
     except KeyError:
         # persist=False: the gate caches the candidate itself and unpersists it afterwards
         datasource = context.data_sources.add_spark(name=DATASOURCE, persist=False)
@@ -139,18 +142,20 @@ def checkpoint_for(context: FileDataContext, suite: ExpectationSuite, name: str)
         batch_definition = asset.get_batch_definition(BATCH_DEFINITION)
     except KeyError:
         batch_definition = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
+    validation: ValidationDefinition | None = None
     try:
-        validation = context.validation_definitions.get(name)
-        stale = validation.suite.id != suite.id or validation.data.id != batch_definition.id
+        found = context.validation_definitions.get(name)
+        if found.suite.id == suite.id and found.data.id == batch_definition.id:
+            validation = found
     except DataContextError:
-        validation, stale = None, True
-    if stale:
+        pass
+    if validation is None:
         validation = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
         )
     try:
         checkpoint = context.checkpoints.get(name)
-        if [v.id for v in checkpoint.validation_definitions] != [validation.id]:  # type: ignore[union-attr]
+        if [v.id for v in checkpoint.validation_definitions] != [validation.id]:
             raise DataContextError(f"checkpoint {name} points at another validation definition")
     except DataContextError:
         checkpoint = context.checkpoints.add_or_update(

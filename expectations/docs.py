@@ -10,6 +10,7 @@ from pathlib import Path
 
 from core.settings import Settings
 from expectations import context as gxc
+from expectations import site
 
 
 def docs_index(settings: Settings, gx_root: str | Path | None = None) -> Path:
@@ -20,6 +21,7 @@ def docs_index(settings: Settings, gx_root: str | Path | None = None) -> Path:
         context = gxc.get_context(root)
         with gxc.gx_lock(root):
             context.build_data_docs(site_names=[gxc.SITE])
+            site.decorate(root, gxc.site_dir(root))
     return index
 
 

@@ -116,7 +116,7 @@ def _short(value: Any, limit: int = MAX_TEXT) -> str:
 def label(expectation_type: str, kwargs: Mapping[str, Any], description: str | None = None) -> str:
     """`description` if the suite gave one, else `type(column, key=value, ...)`."""
     if description:
-        return f"{description} [{expectation_type}]"
+        return f"{description} ({expectation_type})"
     target = kwargs.get("column") or kwargs.get("column_list")
     parts = [", ".join(target) if isinstance(target, list | tuple) else str(target)] if target else []
     for key, value in kwargs.items():
@@ -128,12 +128,17 @@ def label(expectation_type: str, kwargs: Mapping[str, Any], description: str | N
     return f"{expectation_type}({', '.join(parts)})"
 
 
-def observed(result: Mapping[str, Any] | None, exception_info: Mapping[str, Any] | None = None) -> tuple[str, Any]:
+def observed(
+    result: Mapping[str, Any] | None, exception_info: Mapping[str, Any] | None = None, expectation_type: str = ""
+) -> tuple[str, Any]:
     """(text, raw value) of what a GX expectation observed."""
     error = _exception_message(exception_info)
     if error:
         return f"error: {_short(error)}", None
     r = dict(result or {})
+    if expectation_type == "unexpected_rows_expectation" and isinstance(r.get("observed_value"), int):
+        n = r["observed_value"]
+        return f"{n:,} offending row{'s' if n != 1 else ''}", n
     if "unexpected_count" in r and r.get("unexpected_count") is not None:
         n, total = int(r["unexpected_count"]), r.get("element_count")
         pct = r.get("unexpected_percent")
@@ -141,17 +146,26 @@ def observed(result: Mapping[str, Any] | None, exception_info: Mapping[str, Any]
         text = f"{n:,} unexpected of {_n(total)} rows"
         if pct is not None:
             text += f" ({pct:.3g}%)"
-        if sample:
-            text += f", e.g. {_short(sample, 120)}"
+        if any(v is not None for v in sample):
+            text += f", e.g. {_short(_listed(sample), 120)}"
         return text, {"unexpected_count": n, "element_count": total, "sample": sample}
     mismatched = (r.get("details") or {}).get("mismatched") if isinstance(r.get("details"), Mapping) else None
     if mismatched:
         missing = mismatched.get("missing") or []
-        text = f"missing columns {missing}" if missing else f"unexpected columns {mismatched.get('unexpected')}"
+        text = (
+            f"missing columns {_listed(missing)}"
+            if missing
+            else f"unexpected columns {_listed(mismatched.get('unexpected') or [])}"
+        )
         return text, {"missing": missing, "unexpected": mismatched.get("unexpected") or []}
     if "observed_value" in r:
         return _short(r["observed_value"]), r["observed_value"]
     return "no observed value", None
+
+
+def _listed(values: Sequence[Any]) -> str:
+    """`a, 'b', None`: values without list brackets (a console reading `[x]` as markup loses them)."""
+    return ", ".join(repr(v) for v in values)
 
 
 def _exception_message(info: Mapping[str, Any] | None) -> str | None:
@@ -173,7 +187,7 @@ def failures_of(validation: Any) -> tuple[Failure, ...]:
             continue
         config = evr.expectation_config
         kwargs = dict(config.kwargs)
-        text, raw = observed(evr.result, evr.exception_info)
+        text, raw = observed(evr.result, evr.exception_info, config.type)
         out.append(
             Failure(
                 expectation=label(config.type, kwargs, getattr(config, "description", None)),

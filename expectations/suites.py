@@ -224,7 +224,9 @@ CONTRACTS: dict[str, Contract] = {
             required=("sales_date", "category"),
             not_null=("sales_date", "category"),
             between={
-                **dict.fromkeys(("orders", "orders_count", "units", "new_customers", "returning_customers"), NOT_NEGATIVE),
+                **dict.fromkeys(
+                    ("orders", "orders_count", "units", "new_customers", "returning_customers"), NOT_NEGATIVE
+                ),
                 **_money("revenue", "avg_order_value"),
             },
         ),
@@ -276,9 +278,7 @@ def reference_query(c: Contract, column: str, ref_column: str) -> str:
     """Rows of the batch whose non-NULL `column` is missing from the referenced frame."""
     view = view_name(c, "ref", column)
     col, ref = _q(column), _q(ref_column)
-    return (
-        f"SELECT b.{col} FROM {{batch}} b LEFT ANTI JOIN {view} r ON b.{col} = r.{ref} WHERE b.{col} IS NOT NULL"
-    )
+    return f"SELECT b.{col} FROM {{batch}} b LEFT ANTI JOIN {view} r ON b.{col} = r.{ref} WHERE b.{col} IS NOT NULL"
 
 
 def covers_query(c: Contract, column: str, ref_column: str) -> str:
@@ -311,7 +311,11 @@ def _expectations(c: Contract, present: set[str], facts: Facts) -> Iterable[Expe
         return column in present
 
     if c.required:
-        yield gxe.ExpectTableColumnsToMatchSet(column_set=sorted(c.required), exact_match=False)
+        yield gxe.ExpectTableColumnsToMatchSet(
+            column_set=sorted(c.required),
+            exact_match=False,
+            description=f"the columns of the {c.name} contract are present",
+        )
     if c.unique_key and all(has(k) for k in c.key):
         grain = f"grain: one row per {' + '.join(c.key)}"
         if len(c.key) == 1:
@@ -333,13 +337,13 @@ def _expectations(c: Contract, present: set[str], facts: Facts) -> Iterable[Expe
         if has(column) and column in facts.references:
             yield gxe.UnexpectedRowsExpectation(
                 unexpected_rows_query=reference_query(c, column, ref.column),
-                description=f"every {column} is in {ref.name}.{ref.column} (rows observed must be 0)",
+                description=f"every {column} is in {ref.name}.{ref.column}",
             )
     for column, ref in c.covers.items():
         if has(column) and column in facts.covers:
             yield gxe.UnexpectedRowsExpectation(
                 unexpected_rows_query=covers_query(c, column, ref.column),
-                description=f"every {ref.name}.{ref.column} is in {column} (missing values observed must be 0)",
+                description=f"every {ref.name}.{ref.column} is in {c.name}.{column}",
             )
     if facts.expected_rows is not None:
         yield gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "expected_rows"})

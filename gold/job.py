@@ -299,12 +299,9 @@ class GoldRun:
             pinned = self.pinned[name]
             found = None
             if pinned.version > start:
-                history = (
-                    DeltaTable.forPath(self.spark, pinned.path)
-                    .history(pinned.version - start)
-                    .select("version", "operation", "operationParameters")
-                    .collect()
-                )
+                table = DeltaTable.forPath(self.spark, pinned.path)
+                latest = int(table.history(1).select("version").first()[0])  # silver may have moved on
+                history = table.history(latest - start).select("version", "operation", "operationParameters").collect()
                 for row in sorted(history, key=lambda r: r.version):
                     if row.version <= start or row.version > pinned.version:
                         continue
@@ -452,7 +449,7 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
                     scope_df = run.spark.createDataFrame([], recipe.mart.schema).select(*recipe.mart.scope)
                     rec.details["scope_keys"] = 0
             except (PySparkException, Py4JJavaError) as exc:
-                first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                first_line = " ".join(str(exc).split())[:300] or type(exc).__name__
                 console.warn(f"gold.{name}: change data feed unusable ({first_line}): rebuilding in full")
                 mode, reason, scope_df = "full", f"change data feed unusable: {first_line}", None
         rec.watermark_from = _versions_text(start) if start else None
@@ -497,7 +494,9 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
             deleted = int(metrics.get("numTargetRowsDeleted", 0))
             rec.rows_out = inserted + updated + deleted
             rec.details.update(inserted=inserted, updated=updated, deleted=deleted)
-        save_progress(run.spark, run.settings, name, run.pinned, run.as_of, run_id=run.run_id, mode=mode)
+        unchanged = start == run.versions and not as_of_moved
+        if not unchanged:
+            save_progress(run.spark, run.settings, name, run.pinned, run.as_of, run_id=run.run_id, mode=mode)
         register_table(run.spark, run.settings, LAYER, name)
         run.release()
     rec.finish("succeeded", None if written else "no silver changes touch this mart")

@@ -68,13 +68,16 @@ need_venv() {
 
 pidfile() { printf '%s/%s.pid' "$RUN_DIR" "$1"; }
 
-# The pid of a running component (its session leader), or nothing.
+# The pid of a running component (its session leader), or nothing. A pid file whose pid now
+# belongs to some other program (pid reuse after a reboot or crash) does not count.
 running_pid() {
 	local f pid
 	f="$(pidfile "$1")"
 	[[ -f "$f" ]] || return 1
 	pid="$(cat "$f")"
-	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && printf '%s' "$pid"
+	[[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+	ps -p "$pid" -o args= 2>/dev/null | grep -q airflow || return 1
+	printf '%s' "$pid"
 }
 
 # Every process this instance started: the members of each component's session (setsid at

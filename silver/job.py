@@ -118,6 +118,7 @@ class Job:
         self.grace = timedelta(hours=settings.orphan_grace_hours)
         self._increments: dict[str, Increment] = {}
         self._progress: dict[str, progress.Progress] | None = None
+        self.processed: list[Increment] = []  # tables written this run, for `ops.silver_progress`
 
     # -- paths and stored tables ----------------------------------------------------------------------
     def path(self, database: str, table: str) -> str:
@@ -469,20 +470,13 @@ def process_table(job: Job, rec: RunRecord) -> None:
     elif n_valid or full_refresh:
         write_silver(job, spec, valid, overwrite=full_refresh)
         _check_written(job, spec, n_valid)
-    # Held rows change only when some came in, some are new, or the table is rebuilt.
-    if table in HELD_TABLES and (held_in or n_held or full_refresh):
+    # The held rows change when a new row is held, a held one leaves, or the table is rebuilt.
+    held_changed = counts.get((tf.FROM_BRONZE, tf.HELD), 0) > 0 or counts.get((tf.FROM_HELD, tf.HELD), 0) != held_in
+    rebuilt = full_refresh and _is_delta(job.spark, job.path("silver", held_name(table)))
+    if table in HELD_TABLES and (held_changed or rebuilt):
         write_held(job, spec, batch.where(F.col("_outcome") == tf.HELD))
 
-    progress.mark_processed(
-        job.spark,
-        job.settings,
-        table,
-        inc.runs,
-        bronze_version=inc.version,
-        silver_run_id=job.run_id,
-        processed_at=job.as_of,
-        replace=full_refresh,
-    )
+    job.processed.append(inc)
     _register(job, table)
     silver_path = job.path("silver", table)
     rec.delta_version = _last_metrics(job.spark, silver_path)[0] if _is_delta(job.spark, silver_path) else None
@@ -557,6 +551,16 @@ def run(
             except BaseException as exc:
                 rec.finish("failed", f"{type(exc).__name__}: {exc}")
                 raise
+        # The bronze runs of every table written (one commit; after a crash they are simply
+        # processed again, which writes nothing new).
+        progress.mark_processed(
+            spark,
+            settings,
+            {inc.table: (inc.version or 0, inc.runs) for inc in job.processed},
+            silver_run_id=run_id,
+            processed_at=as_of,
+            replace=full_refresh,
+        )
     finally:
         _record(spark, settings, records)
     if failures:

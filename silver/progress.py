@@ -108,23 +108,25 @@ def _waiting_lock(settings: Settings) -> Iterator[None]:
 def mark_processed(
     spark: SparkSession,
     settings: Settings,
-    table: str,
-    runs: Mapping[str, int],
+    tables: Mapping[str, tuple[int, Mapping[str, int]]],
     *,
-    bronze_version: int,
     silver_run_id: str,
     processed_at: datetime,
     replace: bool = False,
 ) -> None:
-    """Record `runs` ({bronze run id: rows}) as processed; `replace` forgets the table's others first
-    (full refresh), in the same commit."""
-    if not runs and not replace:
+    """Record, in one commit, the bronze runs processed per table: {table: (bronze version,
+    {bronze run id: rows})}. `replace` (full refresh) first forgets those tables' earlier runs."""
+    rows = [
+        (table, run, version, int(n), silver_run_id, processed_at)
+        for table, (version, runs) in sorted(tables.items())
+        for run, n in sorted(runs.items())
+    ]
+    if not rows and not (replace and tables):
         return
-    rows = [(table, run, bronze_version, int(n), silver_run_id, processed_at) for run, n in sorted(runs.items())]
-    df = spark.createDataFrame(rows, schema=SCHEMA)
-    writer = df.write.format("delta")
+    writer = spark.createDataFrame(rows, schema=SCHEMA).write.format("delta")
     if replace:
-        writer = writer.mode("overwrite").option("replaceWhere", f"table_name = '{table}'")
+        names = ", ".join(f"'{t}'" for t in sorted(tables))
+        writer = writer.mode("overwrite").option("replaceWhere", f"table_name IN ({names})")
     else:
         writer = writer.mode("append")
     with _waiting_lock(settings):

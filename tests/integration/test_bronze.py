@@ -435,7 +435,7 @@ def test_a_second_writer_on_a_table_is_refused(spark, bronze_settings) -> None: 
             "from core.settings import load_settings\n"
             "with table_lock(load_settings(lake_root=sys.argv[1]), 'bronze.customers'):\n"
             "    print('locked', flush=True)\n"
-            "    time.sleep(60)\n",
+            "    time.sleep(600)\n",
             settings.lake_root,
         ],
         cwd=str(settings.home),
@@ -444,6 +444,7 @@ def test_a_second_writer_on_a_table_is_refused(spark, bronze_settings) -> None: 
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert holder.poll() is None, "the lock holder died"
         with pytest.raises(LockBusyError, match=rf"bronze\.customers@\w+ is being written by pid {holder.pid}"):
             bronze_job.run(spark, settings, run_id="l1", tables=["customers"])
     finally:

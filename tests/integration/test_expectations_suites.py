@@ -42,7 +42,9 @@ def check(spark: Any, settings: Any, gx_dir: Path, layer: str, table: str, df: A
     return gate(spark, settings, layer=layer, table=table, df=df, run_id=f"test-{layer}-{table}", gx_root=gx_dir, **kw)
 
 
-def failed_rules(spark: Any, settings: Any, gx_dir: Path, layer: str, table: str, df: Any, **kw: Any) -> set[tuple[str, str | None]]:
+def failed_rules(
+    spark: Any, settings: Any, gx_dir: Path, layer: str, table: str, df: Any, **kw: Any
+) -> set[tuple[str, str | None]]:
     with pytest.raises(GateFailedError) as info:
         check(spark, settings, gx_dir, layer, table, df, **kw)
     result = info.value.result
@@ -56,7 +58,11 @@ def bronze_frame(spark: Any, table: str, *, drop: str | None = None, null_key: b
     columns = [c.name for c in SOURCE_TABLES[table].table.columns] + ["_run_id", "_ingested_at", "_source"]
     key = SOURCE_TABLES[table].key
     good = {c: "x" for c in columns} | {key: "1"}
-    other = {c: None for c in columns} | {key: "1", "_run_id": "bronze-r1", "_ingested_at": "2025-03-01"}  # repeats: fine
+    other = {c: None for c in columns} | {
+        key: "1",
+        "_run_id": "bronze-r1",
+        "_ingested_at": "2025-03-01",
+    }  # repeats: fine
     rows = [good, other]
     if null_key:
         rows.append(good | {key: None, "_run_id": None})
@@ -85,51 +91,76 @@ SILVER: dict[str, tuple[str, list[tuple], list[tuple], set[tuple[str, str | None
     "customers": (
         "customer_id bigint, visitor_id string, email string, first_name string, last_name string, phone string, "
         f"country_code string, city string, signup_at timestamp, updated_at timestamp, {LINEAGE}",
-        [(1, None, "ann@example.com", "Ann", None, None, "DE", "Berlin", TS, TS, *L),
-         (2, "v2", "bo.b+x@mail.example.co.uk", "Bob", "B", "+4930", None, None, TS, TS, *L)],
-        [(1, None, "ANN@example", "Ann", None, None, "de", None, TS, TS, *L),
-         (1, None, "bob@example.com", "Bob", None, None, "DE", None, TS, TS, *L)],
-        {("expect_column_values_to_be_unique", "customer_id"),
-         ("expect_column_values_to_match_regex", "email"),
-         ("expect_column_values_to_match_regex", "country_code")},
+        [
+            (1, None, "ann@example.com", "Ann", None, None, "DE", "Berlin", TS, TS, *L),
+            (2, "v2", "bo.b+x@mail.example.co.uk", "Bob", "B", "+4930", None, None, TS, TS, *L),
+        ],
+        [
+            (1, None, "ANN@example", "Ann", None, None, "de", None, TS, TS, *L),
+            (1, None, "bob@example.com", "Bob", None, None, "DE", None, TS, TS, *L),
+        ],
+        {
+            ("expect_column_values_to_be_unique", "customer_id"),
+            ("expect_column_values_to_match_regex", "email"),
+            ("expect_column_values_to_match_regex", "country_code"),
+        },
     ),
     "products": (
         "product_id bigint, sku string, name string, category string, unit_price decimal(12,2), is_active boolean, "
         f"created_at timestamp, updated_at timestamp, {LINEAGE}",
-        [(1, "SKU-1", "Mug", "home", D("0.00"), True, TS, TS, *L), (2, "SKU-2", "Pen", None, D("1.50"), False, TS, TS, *L)],
+        [
+            (1, "SKU-1", "Mug", "home", D("0.00"), True, TS, TS, *L),
+            (2, "SKU-2", "Pen", None, D("1.50"), False, TS, TS, *L),
+        ],
         [(1, None, "Mug", "home", D("-1.00"), True, TS, TS, *L)],
         {("expect_column_values_to_not_be_null", "sku"), ("expect_column_values_to_be_between", "unit_price")},
     ),
     "orders": (
         "order_id bigint, customer_id bigint, status string, order_ts timestamp, total_amount decimal(12,2), "
         f"currency string, payment_method string, visitor_id string, updated_at timestamp, {LINEAGE}",
-        [(1, 1, "placed", TS, D("10.00"), "EUR", "card", None, TS, *L), (2, None, "returned", TS, D("0.00"), "USD", None, "v", TS, *L)],
+        [
+            (1, 1, "placed", TS, D("10.00"), "EUR", "card", None, TS, *L),
+            (2, None, "returned", TS, D("0.00"), "USD", None, "v", TS, *L),
+        ],
         [(1, 1, "lost", TS, D("-0.01"), "eur", "card", None, TS, *L)],
-        {("expect_column_values_to_be_in_set", "status"),
-         ("expect_column_values_to_be_between", "total_amount"),
-         ("expect_column_values_to_match_regex", "currency")},
+        {
+            ("expect_column_values_to_be_in_set", "status"),
+            ("expect_column_values_to_be_between", "total_amount"),
+            ("expect_column_values_to_match_regex", "currency"),
+        },
     ),
     "order_items": (
         "order_item_id bigint, order_id bigint, product_id bigint, quantity int, unit_price decimal(12,2), "
         f"discount_amount decimal(12,2), line_amount decimal(18,2), updated_at timestamp, {LINEAGE}",
-        [(1, 1, 1, 2, D("5.00"), D("1.00"), D("9.00"), TS, *L), (2, 1, 2, 1, D("5.00"), D("0.00"), D("5.00"), None, *L)],
+        [
+            (1, 1, 1, 2, D("5.00"), D("1.00"), D("9.00"), TS, *L),
+            (2, 1, 2, 1, D("5.00"), D("0.00"), D("5.00"), None, *L),
+        ],
         [(1, 1, 1, 0, D("5.00"), D("-1.00"), D("1.00"), TS, *L), (2, 9, 7, 1, D("5.00"), D("0.00"), D("5.00"), TS, *L)],
-        {("expect_column_values_to_be_between", "quantity"),
-         ("expect_column_values_to_be_between", "discount_amount"),
-         ("unexpected_rows_expectation", None)},  # order 9 and product 7 do not exist
+        {
+            ("expect_column_values_to_be_between", "quantity"),
+            ("expect_column_values_to_be_between", "discount_amount"),
+            ("unexpected_rows_expectation", None),
+        },  # order 9 and product 7 do not exist
     ),
     "clickstream_events": (
         "event_id string, event_seq bigint, visitor_id string, customer_id bigint, event_type string, page_url string, "
         "product_id bigint, event_ts timestamp, device string, channel string, referrer string, ingested_at timestamp, "
         f"session_id string, {LINEAGE}",
-        [("e1", 1, "v1", None, "page_view", "/", None, TS, "mobile", "seo", None, TS, SESSION, *L),
-         ("e2", 2, "v1", 7, "purchase", "/checkout", 3, TS, None, None, None, TS, SESSION, *L)],
-        [("e1", 1, "v1", None, "teleport", "/", None, TS, None, None, None, TS, "not-a-session", *L),
-         ("e1", 2, "v1", None, "page_view", "/", None, TS, None, None, None, TS, None, *L)],
-        {("expect_column_values_to_be_unique", "event_id"),
-         ("expect_column_values_to_be_in_set", "event_type"),
-         ("expect_column_values_to_match_regex", "session_id"),
-         ("expect_column_values_to_not_be_null", "session_id")},
+        [
+            ("e1", 1, "v1", None, "page_view", "/", None, TS, "mobile", "seo", None, TS, SESSION, *L),
+            ("e2", 2, "v1", 7, "purchase", "/checkout", 3, TS, None, None, None, TS, SESSION, *L),
+        ],
+        [
+            ("e1", 1, "v1", None, "teleport", "/", None, TS, None, None, None, TS, "not-a-session", *L),
+            ("e1", 2, "v1", None, "page_view", "/", None, TS, None, None, None, TS, None, *L),
+        ],
+        {
+            ("expect_column_values_to_be_unique", "event_id"),
+            ("expect_column_values_to_be_in_set", "event_type"),
+            ("expect_column_values_to_match_regex", "session_id"),
+            ("expect_column_values_to_not_be_null", "session_id"),
+        },
     ),
 }
 
@@ -152,7 +183,9 @@ def test_silver_suites(spark: Any, settings: Any, gx_dir: Path, table: str) -> N
 
 def test_silver_reconciliation_count_is_a_parameter(spark: Any, settings: Any, gx_dir: Path) -> None:
     ddl, good, _, _ = SILVER["products"]
-    rules = failed_rules(spark, settings, gx_dir, "silver", "products", frame(spark, ddl, good), extra={"expected_rows": 3})
+    rules = failed_rules(
+        spark, settings, gx_dir, "silver", "products", frame(spark, ddl, good), extra={"expected_rows": 3}
+    )
     assert rules == {("expect_table_row_count_to_equal", None)}
 
 
@@ -165,45 +198,57 @@ C360 = (
 GOLD: dict[str, tuple[str, list[tuple], list[tuple], set[tuple[str, str | None]]]] = {
     "customer_360": (
         C360,
-        [(1, 2, 2, D("30.00"), D("15.00"), 5, 2, 1, "Promising", 3, 0.5, None, ["home"]),
-         (2, 0, 0, D("0.00"), None, None, None, None, "Prospect", 0, None, 1.0, [])],
-        [(1, 2, 2, D("-1.00"), D("15.00"), 6, 0, 1, "Whales", 3, 1.5, -0.1, []),
-         (1, 0, 0, D("0.00"), None, None, None, None, "Prospect", 0, None, None, [])],
-        {("expect_column_values_to_be_unique", "customer_id"),
-         ("expect_column_values_to_be_between", "revenue"),
-         ("expect_column_values_to_be_between", "r_score"),
-         ("expect_column_values_to_be_between", "f_score"),
-         ("expect_column_values_to_be_in_set", "rfm_segment"),
-         ("expect_column_values_to_be_between", "conversion_rate"),
-         ("expect_column_values_to_be_between", "cart_abandonment_rate"),
-         ("unexpected_rows_expectation", None)},  # silver customer 2 is missing
+        [
+            (1, 2, 2, D("30.00"), D("15.00"), 5, 2, 1, "Promising", 3, 0.5, None, ["home"]),
+            (2, 0, 0, D("0.00"), None, None, None, None, "Prospect", 0, None, 1.0, []),
+        ],
+        [
+            (1, 2, 2, D("-1.00"), D("15.00"), 6, 0, 1, "Whales", 3, 1.5, -0.1, []),
+            (1, 0, 0, D("0.00"), None, None, None, None, "Prospect", 0, None, None, []),
+        ],
+        {
+            ("expect_column_values_to_be_unique", "customer_id"),
+            ("expect_column_values_to_be_between", "revenue"),
+            ("expect_column_values_to_be_between", "r_score"),
+            ("expect_column_values_to_be_between", "f_score"),
+            ("expect_column_values_to_be_in_set", "rfm_segment"),
+            ("expect_column_values_to_be_between", "conversion_rate"),
+            ("expect_column_values_to_be_between", "cart_abandonment_rate"),
+            ("unexpected_rows_expectation", None),
+        },  # silver customer 2 is missing
     ),
     "sessions": (
         "session_id string, visitor_id string, customer_id bigint, session_start timestamp, duration_seconds double, "
         "events_count bigint, cart_value decimal(18,2)",
         [(SESSION, "v1", None, TS, 0.0, 1, D("0.00")), ("b" * 64, "v2", 3, TS, 61.5, 4, D("12.50"))],
         [(SESSION, "v1", None, TS, -1.0, 1, D("0.00")), (SESSION, None, None, TS, 1.0, 2, D("-2.00"))],
-        {("expect_column_values_to_be_unique", "session_id"),
-         ("expect_column_values_to_not_be_null", "visitor_id"),
-         ("expect_column_values_to_be_between", "duration_seconds"),
-         ("expect_column_values_to_be_between", "cart_value")},
+        {
+            ("expect_column_values_to_be_unique", "session_id"),
+            ("expect_column_values_to_not_be_null", "visitor_id"),
+            ("expect_column_values_to_be_between", "duration_seconds"),
+            ("expect_column_values_to_be_between", "cart_value"),
+        },
     ),
     "daily_sales": (
         "sales_date date, category string, orders bigint, units bigint, revenue decimal(18,2), avg_order_value decimal(18,2)",
         [(TS.date(), "home", 2, 3, D("20.00"), D("10.00")), (TS.date(), "unknown", 0, 0, D("0.00"), None)],
         [(TS.date(), "home", 2, 3, D("20.00"), D("10.00")), (TS.date(), "home", 1, -1, D("-5.00"), None)],
-        {("expect_compound_columns_to_be_unique", "sales_date+category"),
-         ("expect_column_values_to_be_between", "units"),
-         ("expect_column_values_to_be_between", "revenue")},
+        {
+            ("expect_compound_columns_to_be_unique", "sales_date+category"),
+            ("expect_column_values_to_be_between", "units"),
+            ("expect_column_values_to_be_between", "revenue"),
+        },
     ),
     "product_performance": (
         "product_id bigint, activity_date date, views bigint, add_to_carts bigint, purchases bigint, "
         "revenue decimal(18,2), view_to_purchase_rate double",
         [(1, TS.date(), 10, 2, 1, D("5.00"), 0.1), (1, datetime(2025, 3, 2).date(), 0, 0, 1, D("5.00"), None)],
         [(1, TS.date(), 10, 2, 1, D("5.00"), 0.1), (1, TS.date(), -1, 0, 0, D("0.00"), -0.5)],
-        {("expect_compound_columns_to_be_unique", "product_id+activity_date"),
-         ("expect_column_values_to_be_between", "views"),
-         ("expect_column_values_to_be_between", "view_to_purchase_rate")},
+        {
+            ("expect_compound_columns_to_be_unique", "product_id+activity_date"),
+            ("expect_column_values_to_be_between", "views"),
+            ("expect_column_values_to_be_between", "view_to_purchase_rate"),
+        },
     ),
 }
 

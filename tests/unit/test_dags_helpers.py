@@ -288,13 +288,13 @@ class InterruptingLog:
     warning = info
 
 
-def test_a_timed_out_command_leaves_no_process_behind(tmp_path: Path) -> None:
+def test_a_timed_out_command_leaves_no_process_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import psutil
 
     from orchestration.operators import EcomCommandOperator
 
+    monkeypatch.setattr(EcomCommandOperator, "log", property(lambda _self: InterruptingLog()))
     op = EcomCommandOperator(task_id="probe", command="unused")
-    op._log = InterruptingLog()  # type: ignore[assignment]
     pids = tmp_path / "pids"
     script = f"sleep 120 & echo $! > {pids}; sh -c 'sleep 120' & echo $! >> {pids}; echo ready; wait"
     with pytest.raises(Interrupted):
@@ -302,3 +302,16 @@ def test_a_timed_out_command_leaves_no_process_behind(tmp_path: Path) -> None:
     for pid in map(int, pids.read_text().split()):
         alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
         assert not alive, f"pid {pid} survived"
+
+
+@pytest.mark.parametrize(("code", "retried"), [(1, True), (2, False), (3, False), (137, True)])
+def test_a_failed_command_fails_the_task_retried_only_when_it_may_help(code: int, retried: bool) -> None:
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    from orchestration.operators import EcomCommandOperator
+
+    op = EcomCommandOperator(task_id="probe", command="run silver")
+    with pytest.raises(AirflowException) as raised:
+        op._fail(code, ["run", "silver"], ["› silver run", "error: silver: checkpoint silver failed", ""])
+    assert isinstance(raised.value, AirflowFailException) is not retried
+    assert f"`ecom run silver` exited with {code}: error: silver: checkpoint silver failed" in str(raised.value)

@@ -25,7 +25,13 @@ def types_of(suite) -> list[tuple[str, object]]:  # type: ignore[no-untyped-def]
 # --- contracts -------------------------------------------------------------------------------
 def test_one_suite_per_table_per_layer() -> None:
     assert suites.layer_tables("bronze") == suites.layer_tables("silver")
-    assert set(suites.layer_tables("silver")) == {"customers", "products", "orders", "order_items", "clickstream_events"}
+    assert set(suites.layer_tables("silver")) == {
+        "customers",
+        "products",
+        "orders",
+        "order_items",
+        "clickstream_events",
+    }
     assert suites.layer_tables("gold") == ["customer_360", "sessions", "daily_sales", "product_performance"]
     assert {c.name for c in suites.CONTRACTS.values()} == set(suites.CONTRACTS)
 
@@ -71,7 +77,11 @@ def test_cross_table_rules_only_with_their_frames() -> None:
     assert not any(t == "unexpected_rows_expectation" for t, _ in without)
     facts = suites.Facts.of({"references": {"order_id": object(), "product_id": object()}, "expected_rows": 7})
     suite = suites.build_suite(c, c.required, facts)
-    queries = [e.configuration.kwargs["unexpected_rows_query"] for e in suite.expectations if e.expectation_type == "unexpected_rows_expectation"]
+    queries = [
+        e.configuration.kwargs["unexpected_rows_query"]
+        for e in suite.expectations
+        if e.expectation_type == "unexpected_rows_expectation"
+    ]
     assert len(queries) == 2
     assert all("{batch}" in q and "LEFT ANTI JOIN" in q for q in queries)
     count = [e for e in suite.expectations if e.expectation_type == "expect_table_row_count_to_equal"]
@@ -97,7 +107,10 @@ def test_gold_rules_apply_only_to_columns_the_mart_has() -> None:
     ]
     full = suites.build_suite(c, ["customer_id", "revenue", "r_score", "conversion_rate", "rfm_segment"])
     ranges = {
-        e.configuration.kwargs["column"]: (e.configuration.kwargs.get("min_value"), e.configuration.kwargs.get("max_value"))
+        e.configuration.kwargs["column"]: (
+            e.configuration.kwargs.get("min_value"),
+            e.configuration.kwargs.get("max_value"),
+        )
         for e in full.expectations
         if e.expectation_type == "expect_column_values_to_be_between"
     }
@@ -106,9 +119,16 @@ def test_gold_rules_apply_only_to_columns_the_mart_has() -> None:
 
 
 def test_gold_compound_grains() -> None:
-    for table, key in (("daily_sales", ["sales_date", "category"]), ("product_performance", ["product_id", "activity_date"])):
+    for table, key in (
+        ("daily_sales", ["sales_date", "category"]),
+        ("product_performance", ["product_id", "activity_date"]),
+    ):
         c = suites.contract("gold", table)
-        grain = [e for e in suites.build_suite(c, key).expectations if e.expectation_type == "expect_compound_columns_to_be_unique"]
+        grain = [
+            e
+            for e in suites.build_suite(c, key).expectations
+            if e.expectation_type == "expect_compound_columns_to_be_unique"
+        ]
         assert grain and grain[0].configuration.kwargs["column_list"] == key
 
 
@@ -125,15 +145,21 @@ def test_label_and_observed_values() -> None:
     )
     assert label("x", {"value": {"$PARAMETER": "expected_rows"}}) == "x(value=$expected_rows)"
     assert label("unexpected_rows_expectation", {}, "every order_id is in silver.orders") == (
-        "every order_id is in silver.orders [unexpected_rows_expectation]"
+        "every order_id is in silver.orders (unexpected_rows_expectation)"
     )
-    text, raw = observed({"unexpected_count": 2, "element_count": 3, "unexpected_percent": 66.666, "partial_unexpected_list": [2, 2]})
-    assert text == "2 unexpected of 3 rows (66.7%), e.g. [2, 2]"
+    text, raw = observed(
+        {"unexpected_count": 2, "element_count": 3, "unexpected_percent": 66.666, "partial_unexpected_list": [2, 2]}
+    )
+    assert text == "2 unexpected of 3 rows (66.7%), e.g. 2, 2"
     assert raw["unexpected_count"] == 2
     assert observed({"observed_value": 5})[0] == "5"
     assert observed({"observed_value": ["a"], "details": {"mismatched": {"missing": ["_run_id"]}}})[0] == (
-        "missing columns ['_run_id']"
+        "missing columns '_run_id'"
     )
+    assert observed({"unexpected_count": 2, "element_count": 2, "partial_unexpected_list": [None, None]})[0] == (
+        "2 unexpected of 2 rows"
+    )
+    assert observed({"observed_value": 3}, None, "unexpected_rows_expectation")[0] == "3 offending rows"
     assert observed({}, {"m": {"raised_exception": True, "exception_message": "boom"}})[0] == "error: boom"
 
 
@@ -147,7 +173,12 @@ def failed_result(tmp_path: Path) -> GateResult:
         rows=3,
         evaluated=9,
         failures=(
-            Failure("grain: one row per order_id [expect_column_values_to_be_unique]", "expect_column_values_to_be_unique", "order_id", "2 unexpected of 3 rows (66.7%), e.g. [2, 2]"),
+            Failure(
+                "grain: one row per order_id (expect_column_values_to_be_unique)",
+                "expect_column_values_to_be_unique",
+                "order_id",
+                "2 unexpected of 3 rows (66.7%), e.g. 2, 2",
+            ),
         ),
         docs_page=tmp_path / "page.html",
     )

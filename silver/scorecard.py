@@ -1,0 +1,67 @@
+"""How well silver caught the generator's injected defects: precision and recall per kind.
+
+The generator records every defect it plants in `sim.defects` (table, business key, kind).
+Each `reject` kind has the one rule that must catch it (`silver.rules.REJECT_KIND_RULES`):
+
+- recall — of the rows injected with the kind, the share quarantined with that rule;
+- precision — of the rows quarantined with that rule, the share injected with the kind.
+
+Both must be 100%. The caller limits quarantine to the keys of the batches it compares (the
+source is shared), reads the manifest as it likes, and prints `format_scores`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from silver.rules import REJECT_KIND_RULES
+
+
+@dataclass(frozen=True)
+class KindScore:
+    kind: str
+    table: str
+    rule: str
+    injected: int  # rows the manifest lists with this kind
+    caught: int  # rows quarantined with the kind's rule
+    correct: int  # both
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.caught if self.caught else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.correct / self.injected if self.injected else 1.0
+
+    @property
+    def perfect(self) -> bool:
+        return self.correct == self.injected == self.caught
+
+
+def score(
+    manifest: Iterable[tuple[str, str, str]], quarantined: Mapping[str, Mapping[str, Iterable[str]]]
+) -> list[KindScore]:
+    """`manifest`: (table, record key, kind) rows; `quarantined`: {table: {record key: reasons}}
+    (keys as text, as the manifest stores them). One score per reject kind, in rule order."""
+    injected: dict[str, set[str]] = {kind: set() for kind in REJECT_KIND_RULES}
+    for table, key, kind in manifest:
+        if kind in injected and REJECT_KIND_RULES[kind][0] == table:
+            injected[kind].add(str(key))
+    out = []
+    for kind, (table, rule) in REJECT_KIND_RULES.items():
+        caught = {str(k) for k, reasons in quarantined.get(table, {}).items() if rule in set(reasons)}
+        out.append(KindScore(kind, table, rule, len(injected[kind]), len(caught), len(caught & injected[kind])))
+    return out
+
+
+def format_scores(scores: Iterable[KindScore]) -> str:
+    """A fixed-width table for logs, tests and the demo."""
+    lines = [f"{'kind':<20} {'table':<20} {'rule':<22} {'injected':>8} {'caught':>7} {'precision':>9} {'recall':>7}"]
+    for s in scores:
+        lines.append(
+            f"{s.kind:<20} {s.table:<20} {s.rule:<22} {s.injected:>8} {s.caught:>7} "
+            f"{s.precision:>9.1%} {s.recall:>7.1%}"
+        )
+    return "\n".join(lines)
