@@ -78,7 +78,7 @@ class WindowStats:
 
 
 def select_tables(tables: Sequence[str] | None) -> list[str]:
-    """The tables to extract, in dependency-free source order; unknown names fail clearly."""
+    """The tables to extract (all, in `SOURCE_TABLES` order, by default); unknown names fail clearly."""
     if not tables:
         return list(SOURCE_TABLES)
     unknown = [t for t in tables if t not in SOURCE_TABLES]

@@ -174,7 +174,7 @@ def run(layer: str, full_refresh: bool, tables: str | None, summary_json: str | 
 def validate(layer: str) -> None:
     """Run that layer's checkpoint on the current tables and update Data Docs."""
     from core.spark import get_spark
-    from expectations import print_results, validate_layer
+    from expectations.checkpoints import print_results, validate_layer
 
     s = settings()
     spark = get_spark(s, f"ecom-validate-{layer}", register=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -99,20 +98,6 @@ def vacuum_table(spark: SparkSession, path: str, requested_hours: float) -> tupl
     return hours, deleted
 
 
-def _locked(settings: Settings, name: str, wait_s: float) -> ExitStack:
-    """The writer lock `name`, retried for up to `wait_s`; LockBusyError after that."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        stack = ExitStack()
-        try:
-            stack.enter_context(writer_lock(settings, name))
-            return stack
-        except LockBusyError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
-
-
 def maintain_table(
     spark: SparkSession, settings: Settings, database: str, table: str, *, retain_hours: float, wait_s: float
 ) -> MaintainResult:
@@ -121,18 +106,15 @@ def maintain_table(
     t0 = time.monotonic()
     path = table_path(settings, database, table)
     try:
-        lock = _locked(settings, f"{database}.{table}", wait_s)
-    except LockBusyError as exc:
-        result.status, result.message = "busy", str(exc)
-        return result
-    with lock:
-        try:
+        with writer_lock(settings, f"{database}.{table}", wait_s=wait_s):
             result.files_removed, result.files_added = optimize_table(spark, path)
             result.retain_hours, result.files_vacuumed = vacuum_table(spark, path, retain_hours)
-        except EcomError:
-            raise
-        except Exception as exc:  # one broken table must not stop the others
-            result.status, result.message = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    except LockBusyError as exc:
+        result.status, result.message = "busy", str(exc)
+    except EcomError:
+        raise
+    except Exception as exc:  # one broken table must not stop the others
+        result.status, result.message = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
     result.seconds = round(time.monotonic() - t0, 1)
     return result
 

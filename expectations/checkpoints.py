@@ -5,8 +5,10 @@ if it returns. On failure the gate has already stored the result, rebuilt Data D
 posted an alert, and it raises `GateFailedError` (a `core.errors.ValidationFailedError`)
 whose message names the table, each failed expectation and its observed value.
 
-Speed: the candidate is cached once (unless the caller already cached it) so GX's metric
-jobs read memory, not the candidate's lineage, and it is unpersisted afterwards.
+Speed: GX runs pass/fail only (its column rules share one aggregate job per frame), and
+observed values are computed for the failed rules alone. A candidate whose lineage is costly
+to recompute is cached for the checkpoint and unpersisted afterwards; one that is cheap to
+re-read (cached, checkpointed, a Delta table) is not copied again (`needs_cache`).
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ def judge(
     views: list[str] = []
     frames: list[DataFrame] = []
     try:
-        rows = candidate.count()  # materialises the cache: every metric below reads memory
-        timings["cache"] = round(time.monotonic() - t0, 3)
+        rows = candidate.count()  # fills the cache, if any, for the metric jobs below
+        timings["count"] = round(time.monotonic() - t0, 3)
         views, frames = _register_facts(contract, facts)
         with gxc.gx_lock(root):
             context = gxc.get_context(root)
@@ -157,30 +159,35 @@ def judge(
     return result
 
 
-# Plan leaves that hold rows already computed (checkpoint, cache, local rows), and plan nodes
-# that only pass rows through: a frame made of these alone is cheaper to re-read than to cache.
-_MATERIALISED_LEAVES = frozenset({"LogicalRDD", "InMemoryRelation", "LocalRelation", "OneRowRelation"})
+# Plan leaves that are cheap to read again: rows already computed (checkpoint, cache, local
+# rows) or columnar files (Delta/Parquet: each metric job reads only the columns it needs).
+# Plan nodes that only pass rows through. A JDBC source, a join, a window or an aggregate
+# is worth caching once rather than recomputing for every metric job.
+_CHEAP_LEAVES = frozenset({"LogicalRDD", "InMemoryRelation", "LocalRelation", "OneRowRelation", "files"})
 _PASS_THROUGH = frozenset({"Project", "Filter", "SubqueryAlias", "ResolvedHint", "Sample"})
 
 
 def needs_cache(df: DataFrame) -> bool:
-    """True unless `df` is cached, or only projects/filters rows that are already materialised
-    (e.g. a `localCheckpoint`): GX reads the candidate once per metric job, so a frame with a
-    costly lineage (files, JDBC, joins, windows) is cached once instead."""
+    """True unless `df` is cached, or only projects/filters rows that are cheap to read again
+    (a `localCheckpoint`, a Delta table): GX reads the candidate once per metric job."""
     if df.is_cached:
         return False
     try:
         names = _plan_node_names(df._jdf.queryExecution().optimizedPlan())
     except Exception:  # not classic Spark (e.g. Spark Connect): caching is always correct
         return True
-    return not names <= (_MATERIALISED_LEAVES | _PASS_THROUGH)
+    return not names <= (_CHEAP_LEAVES | _PASS_THROUGH)
 
 
 def _plan_node_names(plan: Any) -> set[str]:
+    """Node names of a logical plan; a file-based relation is called `files`."""
     names, stack = set(), [plan]
     while stack:
         node = stack.pop()
-        names.add(str(node.nodeName()))
+        name = str(node.nodeName())
+        if name == "LogicalRelation" and node.relation().getClass().getSimpleName() == "HadoopFsRelation":
+            name = "files"
+        names.add(name)
         children = node.children()
         stack.extend(children.apply(i) for i in range(children.size()))
     return names
@@ -227,11 +234,13 @@ def _register_facts(contract: suites.Contract, facts: suites.Facts) -> tuple[lis
                 raise ValueError(
                     f"{contract.name}: the {kind} frame for {column!r} needs a column {ref.column!r}, has {frame.columns}"
                 )
-            projected = frame.select(ref.column).persist()
+            projected = frame.select(ref.column)
+            if needs_cache(projected):
+                projected = projected.persist()
+                frames.append(projected)
             name = suites.view_name(contract, kind, column)
             projected.createOrReplaceTempView(name)
             views.append(name)
-            frames.append(projected)
     return views, frames
 
 

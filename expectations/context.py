@@ -109,8 +109,9 @@ def _configure(context: FileDataContext) -> None:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     changed = False
-    bars = context.variables.progress_bars
-    if bars is None or bars.globally or bars.metric_calculations:
+    bars = context.variables.progress_bars  # a ProgressBarsConfig when set here, a dict when read from the yml
+    flags = dict(bars) if isinstance(bars, dict) else vars(bars) if bars is not None else {}
+    if flags.get("globally", True) or flags.get("metric_calculations", True):
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         changed = True
     sites = dict(context.variables.data_docs_sites or {})

@@ -194,7 +194,18 @@ CONTRACTS: dict[str, Contract] = {
             not_null=("customer_id", "orders_count", "revenue", "rfm_segment"),
             in_set={"rfm_segment": RFM_SEGMENTS},
             between={
-                **dict.fromkeys(("orders_count", "net_orders_count", "sessions_count"), NOT_NEGATIVE),
+                **dict.fromkeys(
+                    (
+                        "orders_count",
+                        "net_orders_count",
+                        "cancelled_orders_count",
+                        "returned_orders_count",
+                        "sessions_count",
+                        "avg_session_duration_seconds",
+                        "days_since_last_order",
+                    ),
+                    NOT_NEGATIVE,
+                ),
                 **_money("revenue", "avg_order_value", "clv_estimate"),
                 **dict.fromkeys(("r_score", "f_score", "m_score"), SCORE),
                 **dict.fromkeys(("conversion_rate", "cart_abandonment_rate"), RATE),
@@ -225,7 +236,16 @@ CONTRACTS: dict[str, Contract] = {
             not_null=("sales_date", "category"),
             between={
                 **dict.fromkeys(
-                    ("orders", "orders_count", "units", "new_customers", "returning_customers"), NOT_NEGATIVE
+                    (
+                        "orders",
+                        "orders_count",
+                        "units",
+                        "new_customers",
+                        "returning_customers",
+                        "cancelled_orders",
+                        "returned_orders",
+                    ),
+                    NOT_NEGATIVE,
                 ),
                 **_money("revenue", "avg_order_value"),
             },
@@ -238,12 +258,11 @@ CONTRACTS: dict[str, Contract] = {
             required=("product_id", "activity_date"),
             not_null=("product_id", "activity_date"),
             between={
-                # view→purchase can exceed 1 (buyers who skip the product page): only ≥ 0
-                **dict.fromkeys(
-                    ("views", "add_to_carts", "purchases", "units_sold", "view_to_purchase_rate"), NOT_NEGATIVE
-                ),
+                # per-day purchase rates can exceed 1 (buyers who skip the product page or the
+                # cart that day): only ≥ 0, unlike the per-session rates of customer_360
+                **dict.fromkeys(("views", "unique_viewers", "add_to_carts", "purchases", "units_sold"), NOT_NEGATIVE),
+                **dict.fromkeys(("view_to_purchase_rate", "cart_to_purchase_rate"), NOT_NEGATIVE),
                 **_money("revenue"),
-                **dict.fromkeys(("conversion_rate",), RATE),
             },
         ),
     )

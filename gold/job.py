@@ -269,26 +269,15 @@ class GoldRun:
         default_factory=dict
     )
     _rewrites: dict[tuple[str, int], str | None] = field(default_factory=dict)
-    _persisted: list[DataFrame] = field(default_factory=list)  # for the whole run
-    _per_mart: list[DataFrame] = field(default_factory=list)  # released after each mart
 
     @property
     def versions(self) -> dict[str, int]:
         return {name: t.version for name, t in self.pinned.items()}
 
-    def persist(self, df: DataFrame, *, for_run: bool = False) -> DataFrame:
-        """Cache a frame read more than once; per mart unless `for_run`."""
-        from pyspark import StorageLevel
-
-        df = df.persist(StorageLevel.MEMORY_AND_DISK)
-        (self._persisted if for_run else self._per_mart).append(df)
-        return df
-
-    def release(self, *, for_run: bool = False) -> None:
-        for frames in (self._per_mart, self._persisted) if for_run else (self._per_mart,):
-            for df in frames:
-                df.unpersist()
-            frames.clear()
+    def materialize(self, df: DataFrame) -> DataFrame:
+        """Compute a frame read more than once, once: a local checkpoint, which also cuts its
+        lineage so the plan's broadcast relations can be freed (a cached plan would pin them)."""
+        return df.localCheckpoint(eager=True)
 
     def rewrite_since(self, name: str, start: int) -> str | None:
         """The first commit after `start` that rewrote silver table `name` wholesale, if any."""
@@ -332,7 +321,7 @@ class GoldRun:
                     .option("endingVersion", pinned.version)
                     .load(pinned.path)
                 )
-                keys = self.persist(feed.select(key).where(F.col(key).isNotNull()).distinct(), for_run=True)
+                keys = self.materialize(feed.select(key).where(F.col(key).isNotNull()).distinct())
                 counts[name] = keys.count()
                 frames[name] = keys
             old = read_state(self.spark, self.pinned, start)
@@ -443,7 +432,7 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
                 changes, old, counts = run.changes_since(start)
                 rec.details["changed_silver_keys"] = counts
                 if any(counts.values()):
-                    scope_df = run.persist(recipe.scope(changes, old, run.new))
+                    scope_df = run.materialize(recipe.scope(changes, old, run.new))
                     rec.details["scope_keys"] = scope_df.count()
                 else:
                     scope_df = run.spark.createDataFrame([], recipe.mart.schema).select(*recipe.mart.scope)
@@ -464,7 +453,7 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
         )
         written = False
         if scope_df is None:
-            candidate = run.persist(recipe.build(run.new, run.as_of))
+            candidate = run.materialize(recipe.build(run.new, run.as_of))
             rec.rows_in = candidate.count()
             gate(run, name, candidate, rec)
             overwrite(candidate, path)
@@ -473,14 +462,14 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
             assert recipe.refresh_as_of is not None
             fresh = recipe.recompute(run.new, scope_df, run.as_of)
             stored = run.spark.read.format("delta").load(path).join(scope_df, list(recipe.mart.scope), "left_anti")
-            candidate = run.persist(recipe.refresh_as_of(stored, run.as_of).unionByName(fresh))
+            candidate = run.materialize(recipe.refresh_as_of(stored, run.as_of).unionByName(fresh))
             rec.rows_in = candidate.count()
             rec.details["as_of_moved"] = True
             gate(run, name, candidate, rec)
             overwrite(candidate, path)
             written = True
         elif rec.details["scope_keys"] > 0:
-            candidate = run.persist(recipe.recompute(run.new, scope_df, run.as_of))
+            candidate = run.materialize(recipe.recompute(run.new, scope_df, run.as_of))
             rec.rows_in = candidate.count()
             gate(run, name, candidate, rec)
             merge_scope(run.spark, path, recipe, candidate, scope_df)
@@ -498,7 +487,6 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
         if not unchanged:
             save_progress(run.spark, run.settings, name, run.pinned, run.as_of, run_id=run.run_id, mode=mode)
         register_table(run.spark, run.settings, LAYER, name)
-        run.release()
     rec.finish("succeeded", None if written else "no silver changes touch this mart")
     console.ok(
         f"gold.{name}: {rec.rows_in:,} row(s) computed, {rec.rows_out:,} written → Delta v{rec.delta_version} "
@@ -546,7 +534,6 @@ def run(
                 rec.finish("failed", f"{type(exc).__name__}: {exc}")
                 raise
     finally:
-        gold_run.release(for_run=True)
         _record(spark, settings, records)
     if failures:
         first = failures[0][1]

@@ -111,6 +111,13 @@ instance_pids() {
 	EOF
 }
 
+# Tasks the metadata DB still calls running although no process runs them (see service.py).
+settle() {
+	mkdir -p "$SERVICE_LOGS"
+	PYTHONPATH="$PROJECT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m orchestration.service settle 2>>"$SERVICE_LOGS/settle.log" ||
+		say "  (could not settle interrupted tasks; see $SERVICE_LOGS/settle.log)"
+}
+
 cmd_init() {
 	need_venv
 	mkdir -p "$AIRFLOW_HOME" "$RUN_DIR" "$SERVICE_LOGS" "$AIRFLOW__CORE__PLUGINS_FOLDER"
@@ -153,6 +160,11 @@ cmd_start() {
 		die "something else already serves 127.0.0.1:$PORT — stop it or set ECOM_AIRFLOW_PORT"
 	fi
 	cmd_init
+	local alive=0
+	for c in "${COMPONENTS[@]}"; do
+		if running_pid "$c" >/dev/null; then alive=1; fi
+	done
+	if [[ $alive == 0 ]]; then settle; fi
 	say "› starting Airflow components"
 	for c in "${COMPONENTS[@]}"; do
 		if pid="$(running_pid "$c")"; then
@@ -218,6 +230,7 @@ cmd_stop() {
 	rm -f "$RUN_DIR"/*.pid
 	[[ -z "$left" ]] || die "processes left behind: $(echo $left)"
 	say "✔ Airflow stopped; no process left"
+	settle
 }
 
 cmd_status() {

@@ -4,17 +4,20 @@ Why an operator and not a BashOperator: the task builds the command's environmen
 time from an Airflow Connection (credentials never enter a DAG file, a rendered template
 or the log), kills the command's whole process tree (the Spark JVM included) on timeout or
 when the task is stopped, fails without retrying when a retry cannot help (exit 2: a bad
-setting; exit 3: the step is not built yet), and turns the layer's `ops.runs` rows into the
-extras of its Asset events (rows written, Delta version, checkpoint).
+setting; exit 3: the step is not built yet), and turns the layer's run summary
+(`ecom run <layer> --summary-json FILE`: one row per table, as recorded in `ops.runs`) into
+the extras of its Asset events (rows written, Delta version, checkpoint).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -143,12 +146,15 @@ class EcomCommandOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         args = shlex.split(self.command)
         env = task_env(os.environ, self._connection_overrides())
-        ledger, before = self._ledger_mark()
-        self.log.info("$ ecom %s", shlex.join(args))
-        code, tail = self._run([*ecom_argv(), *args], env)
-        if code != 0:
-            self._fail(code, args, tail)
-        extras = self._annotate(context, ledger, before)
+        with tempfile.TemporaryDirectory(prefix="ecom-task-") as scratch:
+            summary = Path(scratch) / "summary.json" if self._annotates() else None
+            argv = [*args, "--summary-json", str(summary)] if summary else args
+            self.log.info("$ ecom %s", shlex.join(argv))
+            code, tail = self._run([*ecom_argv(), *argv], env)
+            if code != 0:
+                self._fail(code, args, tail)
+            rows = self._summary_rows(summary)
+        extras = self._annotate(context, rows)
         return {"command": f"ecom {shlex.join(args)}", "exit_code": code, "events": extras}
 
     def on_kill(self) -> None:
@@ -218,37 +224,49 @@ class EcomCommandOperator(BaseOperator):
         self.log.info("Connection %r → %s", self.connection_id, ", ".join(sorted(values)))
         return values
 
-    def _ledger_mark(self) -> tuple[str | None, int]:
-        """The ledger's location and version before the command (None when not annotating)."""
-        if not (self.layer and self.outlets):
-            return None, -1
+    def _annotates(self) -> bool:
+        """Does this task turn a run summary into Asset event extras? (`ecom run` with outlets)"""
+        return bool(self.layer and self.outlets and self.command.split()[:1] == ["run"])
+
+    def _summary_rows(self, summary: Path | None) -> list[dict[str, Any]]:
+        if summary is None:
+            return []
         try:
-            from core.settings import load_settings
-            from orchestration import ledger_tail
+            return list(json.loads(summary.read_text())["tables"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # figures are a bonus; the exit code decides
+            self.log.warning("no run summary from `ecom run` (%s): Asset events carry no figures", exc)
+            return []
 
-            ledger = ledger_tail.ledger_path(load_settings().lake_root)
-            return ledger, ledger_tail.mark(ledger)
-        except Exception as exc:  # annotations are a bonus; the command decides success
-            self.log.warning("ops.runs unreadable before the run (%s); events carry no figures", exc)
-            return None, -1
-
-    def _annotate(self, context: Context, ledger: str | None, before: int) -> dict[str, dict[str, Any]]:
-        """Put this run's `ops.runs` figures on the extra of each outlet Asset event."""
-        if not self.layer or not self.outlets:
+    def _annotate(self, context: Context, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Put each table's figures on the extra of its outlet Asset event."""
+        if not self._annotates():
             return {}
-        from orchestration import ledger_tail
         from orchestration.pipeline import table_of
 
-        rows: list[dict[str, Any]] = []
-        if ledger is not None:
-            try:
-                rows = ledger_tail.appended_since(ledger, before, layer=self.layer)
-            except Exception as exc:
-                self.log.warning("ops.runs unreadable after the run (%s); events carry no figures", exc)
         extras: dict[str, dict[str, Any]] = {}
         for asset in self.outlets:
-            extra = ledger_tail.event_extra(self.layer, table_of(asset), rows)
+            extra = event_extra(str(self.layer), table_of(asset), rows)
             context["outlet_events"][asset].extra = extra
             extras[asset.name] = extra
             self.log.info("asset %s: %s", asset.name, extra)
         return extras
+
+
+def event_extra(layer: str, table: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The extra of one Asset event: that table's row of the run summary (`ops.runs` columns)."""
+    mine = [r for r in rows if r.get("table_name") == table and r.get("layer", layer) == layer]
+    if not mine:
+        return {"layer": layer, "table": table, "status": "not run", "rows_written": None, "delta_version": None}
+    row = mine[-1]
+    return {
+        "layer": layer,
+        "table": table,
+        "ecom_run_id": row.get("run_id"),
+        "status": row.get("status"),
+        "rows_in": row.get("rows_in"),
+        "rows_written": row.get("rows_out"),
+        "rows_quarantined": row.get("rows_quarantined"),
+        "delta_version": row.get("delta_version"),
+        "checkpoint": row.get("checkpoint"),
+        "seconds": row.get("seconds"),
+    }

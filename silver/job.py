@@ -92,10 +92,14 @@ def _is_delta(spark: SparkSession, path: str) -> bool:
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
-def _latest_version(spark: SparkSession, path: str) -> int:
+def _last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
+    """The version and operation metrics of a Delta table's latest commit."""
     from delta.tables import DeltaTable
 
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+    if row is None:
+        raise EcomError(f"the Delta table at {path} has no commit history")
+    return int(row.version), dict(row.operationMetrics or {})
 
 
 class Job:
@@ -160,13 +164,18 @@ class Job:
             done = self._progress.get(table, done)
         if not _is_delta(self.spark, path):
             return Increment(table, None, done.bronze_version)
-        version = _latest_version(self.spark, path)
+        version = _last_commit(self.spark, path)[0]
         if done.bronze_version is not None and version <= done.bronze_version:
             return Increment(table, version, done.bronze_version)  # nothing committed since
         snapshot = self.spark.read.format("delta").option("versionAsOf", version).load(path)
         counts = {r["_run_id"]: int(r["n"]) for r in snapshot.groupBy("_run_id").agg(F.count("*").alias("n")).collect()}
         runs = {run: n for run, n in counts.items() if run not in done.run_ids}
-        df = snapshot.where(F.col("_run_id").isin(*runs)) if runs else None
+        if not runs:
+            df = None
+        elif not done.run_ids:
+            df = snapshot  # first run or full refresh: all of bronze
+        else:
+            df = snapshot.where(F.col("_run_id").isin(*runs))
         return Increment(table, version, done.bronze_version, runs, df)
 
     def conformed_increment(self, table: str) -> DataFrame:
@@ -293,13 +302,6 @@ def _create_or_replace(df: DataFrame, path: str, schema: T.StructType, *, change
     if change_feed:
         writer = writer.option("delta.enableChangeDataFeed", "true")
     writer.save(path)
-
-
-def _last_metrics(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
-    return int(row.version), dict(row.operationMetrics or {})
 
 
 def write_quarantine(job: Job, spec: SilverTable, rows: DataFrame, *, overwrite: bool) -> None:
@@ -479,7 +481,7 @@ def process_table(job: Job, rec: RunRecord) -> None:
     job.processed.append(inc)
     _register(job, table)
     silver_path = job.path("silver", table)
-    rec.delta_version = _last_metrics(job.spark, silver_path)[0] if _is_delta(job.spark, silver_path) else None
+    rec.delta_version = _last_commit(job.spark, silver_path)[0] if _is_delta(job.spark, silver_path) else None
     rec.rows_in = inc.rows
     rec.rows_out = n_valid
     rec.rows_quarantined = n_quarantined
@@ -494,7 +496,7 @@ def process_table(job: Job, rec: RunRecord) -> None:
 
 def _check_written(job: Job, spec: SilverTable, expected: int) -> None:
     """The write must have stored exactly the valid rows: each is new or newer (we hold the lock)."""
-    _, metrics = _last_metrics(job.spark, job.path("silver", spec.name))
+    _, metrics = _last_commit(job.spark, job.path("silver", spec.name))
     if "numTargetRowsInserted" in metrics:  # a MERGE
         written = int(metrics["numTargetRowsInserted"]) + int(metrics.get("numTargetRowsUpdated", 0))
     else:  # the table's first write

@@ -12,10 +12,15 @@ source is shared), reads the manifest as it likes, and prints `format_scores`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from core.settings import Settings
 from silver.rules import REJECT_KIND_RULES
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 @dataclass(frozen=True)
@@ -65,3 +70,54 @@ def format_scores(scores: Iterable[KindScore]) -> str:
             f"{s.precision:>9.1%} {s.recall:>7.1%}"
         )
     return "\n".join(lines)
+
+
+def read_scorecard(spark: SparkSession, settings: Settings, batch_ids: Sequence[str]) -> list[KindScore]:
+    """Score the generator batches `batch_ids` (their manifest, read as admin from `sim`)
+    against `quarantine.*`, limited to the key ranges those batches wrote. For `make demo`
+    and `make bench`, after bronze and silver ran over the batches."""
+    import json
+
+    import sqlalchemy as sa
+    from pyspark.sql import functions as F
+
+    from core import db
+    from core.lake import table_path
+    from core.schema import sim_batches, sim_defects
+    from silver.contracts import TABLES
+
+    with db.connect(settings, "admin", settings.source_db) as conn:
+        manifest = [
+            (r.table_name, r.record_key, r.kind)
+            for r in conn.execute(
+                sa.select(sim_defects.c.table_name, sim_defects.c.record_key, sim_defects.c.kind).where(
+                    sim_defects.c.batch_id.in_(list(batch_ids))
+                )
+            )
+        ]
+        spans = [
+            json.loads(text).get("keys", {})
+            for text in conn.execute(
+                sa.select(sim_batches.c.rows_json).where(sim_batches.c.batch_id.in_(list(batch_ids)))
+            ).scalars()
+        ]
+    quarantined: dict[str, dict[str, list[str]]] = {}
+    for table, spec in TABLES.items():
+        ranges = [s[table] for s in spans if s.get(table)]
+        path = table_path(settings, "quarantine", table)
+        if not ranges or not _is_delta(spark, path):
+            continue
+        physical = "event_seq" if table == "clickstream_events" else spec.key  # the batches' ranges
+        inside = F.lit(False)
+        for lo, hi in ranges:
+            inside = inside | F.col(physical).between(int(lo), int(hi))
+        found = quarantined.setdefault(table, {})
+        for r in spark.read.format("delta").load(path).where(inside).select(spec.key, "_reasons").collect():
+            found.setdefault(str(r[0]), []).extend(r[1])
+    return score(manifest, quarantined)
+
+
+def _is_delta(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, path))

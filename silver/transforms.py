@@ -8,7 +8,7 @@ In the order a batch meets them:
 2. versions — `with_version_rank`: the latest version per key is rank 1 (the first delivery,
    for events); `with_current_flag`: the version silver already holds is not written again;
 3. cross-table facts — `with_order_lines` (an order's countable lines and their sum),
-   `with_parent_states` (is a line's order / product in silver, rejected, or missing);
+   `with_parent_state` (is a line's order / product in silver, rejected, or missing);
 4. rules — `with_reasons`: `_reasons`, the names of every rule the row breaks;
 5. outcome — `with_outcome`: superseded, duplicate, current, valid, held or quarantined;
 6. sessions — `with_sessions`: 30-minute inactivity sessions per visitor.

@@ -2,8 +2,8 @@
 
 The acceptance of issue 9, end to end: `airflow.sh start`; the health endpoint reports every
 component healthy; `airflow.sh dags list` shows the six DAGs; a triggered `ecom_bronze` run
-succeeds and its Asset events create an `ecom_silver` run; `airflow.sh stop` leaves no
-process behind. The services get their own source/warehouse databases and a temporary
+succeeds and its Asset events create an `ecom_silver` run, which the scheduler starts;
+`airflow.sh stop` leaves no process behind (it stops that silver run too). The services get their own source/warehouse databases and a temporary
 lake, so the run is small and never touches the shared data.
 """
 
@@ -135,8 +135,6 @@ def services(pg_settings: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def test_live_airflow_bronze_event_schedules_silver(services: dict[str, str]) -> None:
-    from core import runner
-
     t0 = time.monotonic()
     deadline = t0 + BUDGET_S
     health = json.loads(urllib.request.urlopen(f"{BASE}/api/v2/monitor/health", timeout=10).read())
@@ -158,7 +156,12 @@ def test_live_airflow_bronze_event_schedules_silver(services: dict[str, str]) ->
     payload = next(line for line in listed.stdout.splitlines() if line.startswith("["))
     assert {d["dag_id"] for d in json.loads(payload)} >= DAG_IDS
 
+    for dag_id in ("ecom_bronze", "ecom_silver"):  # a run left by an earlier session would go first
+        for run in api.runs(dag_id):
+            if run["state"] in ("queued", "running"):
+                api.call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{q(run['dag_run_id'])}", {"state": "failed"})
     before = {r["dag_run_id"] for r in api.runs("ecom_bronze")}
+    silver_before = {r["dag_run_id"] for r in api.runs("ecom_silver")}
     trigger = sh(services, "dags", "trigger", "ecom_bronze", "-o", "json")
     assert trigger.returncode == 0, trigger.stderr[-2000:]
     manual = wait_for(
@@ -169,13 +172,13 @@ def test_live_airflow_bronze_event_schedules_silver(services: dict[str, str]) ->
     try:
         api.pause("ecom_silver", False)  # a paused DAG does not queue Asset events
         api.pause("ecom_bronze", False)
-        # Unpausing also schedules the latest 10-minute slot; drop it so our run goes first.
-        for run in api.runs("ecom_bronze"):
-            if run["run_type"] == "scheduled" and run["state"] == "queued" and run["dag_run_id"] not in before:
-                api.call("DELETE", f"/api/v2/dags/ecom_bronze/dagRuns/{q(run['dag_run_id'])}")
 
         def bronze_done() -> str | None:
-            state = next(r["state"] for r in api.runs("ecom_bronze") if r["dag_run_id"] == manual)
+            runs = api.runs("ecom_bronze")
+            for run in runs:  # unpausing also schedules the latest 10-minute slot: drop it
+                if run["run_type"] == "scheduled" and run["state"] == "queued" and run["dag_run_id"] not in before:
+                    api.call("DELETE", f"/api/v2/dags/ecom_bronze/dagRuns/{q(run['dag_run_id'])}")
+            state = next(r["state"] for r in runs if r["dag_run_id"] == manual)
             return state if state in ("success", "failed") else None
 
         assert wait_for("ecom_bronze to finish", bronze_done, deadline) == "success"
@@ -192,20 +195,23 @@ def test_live_airflow_bronze_event_schedules_silver(services: dict[str, str]) ->
 
         silver = wait_for(
             "an Asset-triggered ecom_silver run",
-            lambda: [r for r in api.runs("ecom_silver") if r["run_type"] == "asset_triggered"],
+            lambda: [
+                r
+                for r in api.runs("ecom_silver")
+                if r["run_type"] == "asset_triggered" and r["dag_run_id"] not in silver_before
+            ],
             deadline,
         )[0]
         print(f"ecom_silver {silver['dag_run_id']} {silver['state']} after {time.monotonic() - t0:.0f}s")
         consumed = api.call("GET", f"/api/v2/dags/ecom_silver/dagRuns/{q(silver['dag_run_id'])}/upstreamAssetEvents")
         assert {e["source_dag_id"] for e in consumed["asset_events"]} == {"ecom_bronze"}
 
-        if "silver" in runner.built_layers():
+        def silver_started() -> str | None:
+            state = next(r["state"] for r in api.runs("ecom_silver") if r["dag_run_id"] == silver["dag_run_id"])
+            return state if state != "queued" else None
 
-            def silver_done() -> str | None:
-                state = next(r["state"] for r in api.runs("ecom_silver") if r["dag_run_id"] == silver["dag_run_id"])
-                return state if state in ("success", "failed") else None
-
-            assert wait_for("ecom_silver to finish", silver_done, deadline) == "success"
+        # Started is enough here: silver's own result is the chain test's (dag.test) business.
+        assert wait_for("the ecom_silver run to start", silver_started, deadline) in ("running", "success", "failed")
     finally:
         for dag_id in ("ecom_bronze", "ecom_silver"):  # leave the DAGs as a fresh start finds them
             with contextlib.suppress(urllib.error.URLError, OSError):

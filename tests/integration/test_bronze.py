@@ -26,9 +26,9 @@ import bronze.job as bronze_job
 from bronze.extract import Window
 from bronze.job import committed_windows, current_horizon, extract_table, write_bronze
 from bronze.locking import table_lock
-from bronze.watermarks import read_watermark
+from bronze.watermarks import read_watermark, save_watermark
 from core import db
-from core.errors import LockBusyError, SchemaDriftError
+from core.errors import EcomError, LockBusyError, SchemaDriftError
 from core.lake import table_path
 from core.schema import clickstream_events, orders, products
 from core.settings import Settings, load_settings
@@ -455,3 +455,23 @@ def test_a_second_writer_on_a_table_is_refused(spark, bronze_settings) -> None: 
     assert "one writer per table" in runs[0].message
     with table_lock(settings, "bronze.customers"):  # released with the process
         pass
+
+
+def test_a_watermark_that_does_not_match_the_source_is_refused(spark, bronze_settings) -> None:  # type: ignore[no-untyped-def]
+    settings = bronze_settings
+    h0 = current_horizon(settings)
+    source = "postgresql:ecom_db.shop.products"
+    # bronze.products is missing while a watermark exists: start over rather than skip what it held.
+    save_watermark(spark, settings, "products", source=source, watermark=h0 + 10**12, run_id="x")
+    rec = extract_table(spark, settings, "products", run_id="w1", start_at=h0)
+    assert rec.watermark_from == str(h0)
+
+    # A horizon behind the watermark: the source was recreated or restored.
+    save_watermark(spark, settings, "products", source=source, watermark=h0 + 10**12, run_id="x")
+    with pytest.raises(EcomError, match=r"horizon \d+ .* is behind the stored watermark .*--full-refresh"):
+        extract_table(spark, settings, "products", run_id="w2")
+
+    # A watermark of another source (dialect or database) means nothing here.
+    save_watermark(spark, settings, "products", source="mssql:ecom_db.shop.products", watermark=h0, run_id="x")
+    with pytest.raises(EcomError, match=r"belongs to mssql:ecom_db\.shop\.products"):
+        extract_table(spark, settings, "products", run_id="w3")

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from pyspark.sql import functions as F
 
 from core.errors import ValidationFailedError
 from core.lake import table_path
 from core.settings import get_settings, load_settings
 from expectations import gate
+from expectations.checkpoints import needs_cache
 
 pytestmark = pytest.mark.integration
 
@@ -95,18 +97,27 @@ def test_failed_gate_stops_names_the_rule_alerts_and_records_what_it_judged(
     assert "silver-run-bad" in page and "delta_version" in page
 
 
-def test_passing_gate_returns_the_checkpoint_result_and_keeps_a_callers_cache(spark: Any, tmp_path: Path) -> None:
+def test_passing_gate_returns_the_checkpoint_result_and_caches_only_what_is_costly(spark: Any, tmp_path: Path) -> None:
     settings = load_settings(webhook_url=None)
     start = datetime(2025, 3, 1, 12, 0)
-    df = spark.createDataFrame(
-        [("a" * 64, "v1", start)], "session_id string, visitor_id string, session_start timestamp"
+    events = spark.createDataFrame(
+        [("a" * 64, "v1", start), ("a" * 64, "v1", start)],
+        "session_id string, visitor_id string, session_start timestamp",
     )
-    df = df.cache()
-    result = gate(spark, settings, layer="gold", table="sessions", df=df, run_id="gold-run-ok", gx_root=tmp_path)
+    sessions = events.groupBy("session_id", "visitor_id").agg(F.min("session_start").alias("session_start"))
+    assert needs_cache(sessions)  # an aggregate: computed once for all metric jobs ...
+    assert not needs_cache(events.where("visitor_id IS NOT NULL"))  # ... local rows: read again
+    persisted_before = spark.sparkContext._jsc.getPersistentRDDs().size()
+
+    result = gate(spark, settings, layer="gold", table="sessions", df=sessions, run_id="gold-run-ok", gx_root=tmp_path)
     assert result.passed and result.checkpoint == "passed" and result.rows == 1
     assert "candidate" in result.judged and result.docs_page and result.docs_page.exists()
-    assert df.is_cached  # the caller's cache is the caller's
-    df.unpersist()
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == persisted_before  # released
+
+    cached = sessions.cache()
+    gate(spark, settings, layer="gold", table="sessions", df=cached, run_id="gold-run-ok-2", gx_root=tmp_path)
+    assert cached.is_cached  # the caller's cache is the caller's
+    cached.unpersist()
 
 
 def test_ecom_validate_reads_current_tables_and_reports_missing_ones(

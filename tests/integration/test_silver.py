@@ -46,6 +46,7 @@ from tests.integration.test_silver_support import (
 pytestmark = pytest.mark.integration
 
 M = timedelta(minutes=1)
+E0 = T0 - 3 * 60 * M  # the first event
 B1_AT = T0 + 5 * M  # bronze b1 received
 B2_AT = T0 + 2 * 60 * M  # bronze b2 received
 RUN1_AT = T0 + 60 * M
@@ -92,7 +93,11 @@ def snapshot(spark, settings) -> dict[str, list[dict[str, Any]]]:  # type: ignor
             continue
         keep = [c for c in df.columns if c not in ("_run_id", "_quarantined_at", "_held_since")]
         out[f"{database}.{table}"] = sorted((r.asDict() for r in df.select(*keep).collect()), key=repr)
+        SCHEMAS[f"{database}.{table}"] = df.select(*keep).schema
     return out
+
+
+SCHEMAS: dict[str, Any] = {}  # the snapshots' schemas, by table
 
 
 def bronze_b1(spark, settings) -> None:  # type: ignore[no-untyped-def]
@@ -123,12 +128,13 @@ def bronze_b1(spark, settings) -> None:  # type: ignore[no-untyped-def]
         item(5, 999),  # order 999 never arrives: an orphan after the grace period
         item(6, 12, product_id=3, price="5.00"),  # order 12 and product 3 arrive in b2
     ], run_id="b1", ingested_at=B1_AT)  # fmt: skip
+    got = B1_AT - M  # when the source received them
     add(spark, settings, "clickstream_events", [
-        event(1, "a1", "A", T0),
-        event(2, "a3", "A", T0 + 40 * M),  # 40 min later: a second session ... until a2 arrives
-        event(3, "a5", "A", T0 + 80 * M),  # third session; b2's a6 continues it
-        event(4, "b1", "B", T0, customer_id=1),
-        event(5, "a1", "A", T0, ingested_at=T0 + 2 * M),  # second delivery of a1
+        event(1, "a1", "A", E0, ingested_at=got),
+        event(2, "a3", "A", E0 + 40 * M, ingested_at=got),  # 40 min later: a second session ... until a2 arrives
+        event(3, "a5", "A", E0 + 80 * M, ingested_at=got),  # a third session; b2's a6 continues it
+        event(4, "b1", "B", E0, customer_id=1, ingested_at=got),
+        event(5, "a1", "A", E0, ingested_at=got + timedelta(seconds=1)),  # a second delivery of a1
         event(6, "f1", "F", T0 + 3 * 60 * M, ingested_at=T0 + M),  # from the future: rejected
     ], run_id="b1", ingested_at=B1_AT)  # fmt: skip
 
@@ -142,11 +148,12 @@ def bronze_b2(spark, settings) -> None:  # type: ignore[no-untyped-def]
     ], run_id="b2", ingested_at=B2_AT)  # fmt: skip
     add(spark, settings, "products", [product(3, unit_price=Decimal("5.00"))], run_id="b2", ingested_at=B2_AT)
     add(spark, settings, "orders", [order(12, "15.00")], run_id="b2", ingested_at=B2_AT)
+    got = B2_AT - M
     add(spark, settings, "clickstream_events", [
-        event(7, "a2", "A", T0 + 20 * M),  # late: joins a1's and a3's sessions into one
-        event(8, "a6", "A", T0 + 100 * M),  # continues a5's session across the batch boundary
-        event(9, "a1", "A", T0, ingested_at=B2_AT),  # a1 delivered a third time
-        event(10, "b2", "B", T0 + 5 * 60 * M),
+        event(7, "a2", "A", E0 + 20 * M, ingested_at=got),  # late: joins a1's and a3's sessions into one
+        event(8, "a6", "A", E0 + 100 * M, ingested_at=got),  # continues a5's session across the batches
+        event(9, "a1", "A", E0, ingested_at=got),  # a1 delivered a third time
+        event(10, "b2", "B", E0 + 4 * 60 * M, ingested_at=got),
     ], run_id="b2", ingested_at=B2_AT)  # fmt: skip
 
 
@@ -293,15 +300,12 @@ def test_incremental_runs_equal_a_full_refresh(spark, scenario: Scenario) -> Non
     assert sc.snapshots["refresh"].keys() == sc.incremental.keys()
     for name, expected in sc.incremental.items():
         got = sc.snapshots["refresh"][name]
-        if not expected:
-            assert got == [], name
-            continue
-        assert_df_equality(
-            spark.createDataFrame(got),
-            spark.createDataFrame(expected),
-            ignore_row_order=True,
-            ignore_nullable=True,
-        )
+        schema = SCHEMAS[name]
+
+        def frame(rows: list[dict[str, Any]], schema: Any = schema) -> DataFrame:
+            return spark.createDataFrame([tuple(r[c] for c in schema.fieldNames()) for r in rows], schema)
+
+        assert_df_equality(frame(got), frame(expected), ignore_row_order=True, ignore_nullable=True)
 
 
 # --- the whole scenario ----------------------------------------------------------------------------------

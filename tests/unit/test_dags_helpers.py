@@ -18,7 +18,7 @@ from orchestration.environment import airflow_environment
 
 os.environ.update(airflow_environment())  # the project's Airflow configuration, before Airflow loads
 
-from orchestration import alerts, ledger_tail
+from orchestration import alerts
 from orchestration.operators import NO_RETRY_EXIT_CODES, connection_env, ecom_argv, task_env
 from orchestration.pipeline import GOLD_TABLES, SOURCE_TABLES, layer_assets, run_command, table_of
 
@@ -218,49 +218,54 @@ def test_the_alert_timeout_is_capped_at_ten_seconds(monkeypatch: pytest.MonkeyPa
     assert seen == {"timeout": 10.0, "retries": 0}
 
 
-# --- the run ledger, read without Spark ------------------------------------------------------
-def _commit(table: Path, version: int, actions: list[dict[str, Any]]) -> None:
-    log = table / "_delta_log"
-    log.mkdir(parents=True, exist_ok=True)
-    (log / f"{version:020d}.json").write_text("\n".join(json.dumps(a) for a in actions) + "\n")
+# --- the run summary becomes Asset event extras ---------------------------------------------
+FAKE_ECOM = """#!/bin/sh
+# Stands in for `ecom run bronze --summary-json FILE`: writes the summary the runner writes.
+echo "$@" > "$(dirname "$0")/argv"
+while [ "$#" -gt 0 ]; do
+  if [ "$1" = "--summary-json" ]; then cat "$(dirname "$0")/summary.json" > "$2"; fi
+  shift
+done
+echo "› bronze run bronze-1"
+"""
 
 
-def _parquet(table: Path, name: str, rows: list[dict[str, Any]]) -> str:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class OutletEvents(dict):  # type: ignore[type-arg]
+    """`context["outlet_events"]`: an accessor per Asset with a settable `extra`."""
 
-    table.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), table / name)
-    return name
+    def __missing__(self, asset: Any) -> SimpleNamespace:
+        self[asset] = SimpleNamespace(extra=None)
+        return self[asset]
 
 
-def test_ledger_rows_appended_by_a_run_become_event_extras(tmp_path: Path) -> None:
-    runs = Path(ledger_tail.ledger_path(str(tmp_path)))
-    assert ledger_tail.mark(str(runs)) == -1
-    old = _parquet(
-        runs, "part-0.parquet", [{"run_id": "b-0", "layer": "bronze", "table_name": "orders", "rows_out": 1}]
-    )
-    _commit(runs, 0, [{"protocol": {}}, {"add": {"path": old, "dataChange": True}}])
-    before = ledger_tail.mark(str(runs))
-    assert before == 0
+def test_the_run_summary_becomes_the_extra_of_each_asset_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestration import operators
+    from orchestration.operators import EcomCommandOperator
 
-    new_rows = [
-        {"run_id": "b-1", "layer": "bronze", "table_name": "orders", "status": "succeeded", "rows_in": 5,
+    rows = [
+        {"run_id": "bronze-1", "layer": "bronze", "table_name": "orders", "status": "succeeded", "rows_in": 5,
          "rows_out": 5, "rows_quarantined": 0, "delta_version": 3, "checkpoint": "passed", "seconds": 1.5},
-        {"run_id": "s-1", "layer": "silver", "table_name": "orders", "rows_out": 9},
+        {"run_id": "bronze-1", "layer": "bronze", "table_name": "customers", "status": "skipped", "rows_in": 0,
+         "rows_out": 0, "rows_quarantined": 0, "delta_version": None, "checkpoint": None, "seconds": 0.2},
     ]  # fmt: skip
-    added = _parquet(runs, "part 1.parquet", new_rows)  # a space: Delta URL-encodes paths
-    _commit(runs, 1, [{"commitInfo": {}}, {"add": {"path": added.replace(" ", "%20"), "dataChange": True}}])
-    compacted = _parquet(runs, "part-2.parquet", new_rows)  # OPTIMIZE: same rows, no new data
-    _commit(runs, 2, [{"add": {"path": compacted, "dataChange": False}}])
+    (tmp_path / "summary.json").write_text(json.dumps({"ok": True, "error": None, "tables": rows}))
+    fake = tmp_path / "ecom"
+    fake.write_text(FAKE_ECOM)
+    fake.chmod(0o755)
+    monkeypatch.setattr(operators, "ecom_argv", lambda: [str(fake)])
 
-    rows = ledger_tail.appended_since(str(runs), before, layer="bronze")
-    assert [r["run_id"] for r in rows] == ["b-1"]
-    extra = ledger_tail.event_extra("bronze", "orders", rows)
-    assert extra == {
+    op = EcomCommandOperator(task_id="run_bronze", command="run bronze", layer="bronze", outlets=layer_assets("bronze"))
+    events = OutletEvents()
+    result = op.execute({"outlet_events": events})  # type: ignore[arg-type]
+
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[:3] == ["run", "bronze", "--summary-json"]
+    extras = {asset.name: accessor.extra for asset, accessor in events.items()}
+    assert set(extras) == {a.name for a in layer_assets("bronze")}
+    assert extras["bronze.orders"] == {
         "layer": "bronze",
         "table": "orders",
-        "ecom_run_id": "b-1",
+        "ecom_run_id": "bronze-1",
         "status": "succeeded",
         "rows_in": 5,
         "rows_written": 5,
@@ -269,8 +274,17 @@ def test_ledger_rows_appended_by_a_run_become_event_extras(tmp_path: Path) -> No
         "checkpoint": "passed",
         "seconds": 1.5,
     }
-    assert ledger_tail.event_extra("bronze", "customers", rows)["status"] == "not recorded"
-    json.dumps(extra)
+    assert extras["bronze.customers"]["status"] == "skipped"
+    assert extras["bronze.products"]["status"] == "not run"  # e.g. `--tables orders,customers`
+    assert result["events"] == extras and result["exit_code"] == 0
+    json.dumps(extras)
+
+
+def test_commands_other_than_run_get_no_summary_flag() -> None:
+    from orchestration.operators import EcomCommandOperator
+
+    assert not EcomCommandOperator(task_id="m", command="maintain")._annotates()
+    assert not EcomCommandOperator(task_id="g", command="generate --orders 5", layer="bronze")._annotates()
 
 
 # --- process hygiene -------------------------------------------------------------------------
