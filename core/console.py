@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=False, highlight=False)
@@ -16,15 +17,16 @@ def step(message: str) -> None:
 
 
 def ok(message: str) -> None:
-    console.print(f"[green]✔[/] {message}")
+    console.print(f"[green]✔[/] {escape(message)}")
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]![/] {message}")
+    err_console.print(f"[yellow]![/] {escape(message)}")
 
 
 def error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    # Messages are data (they may hold [brackets]); only our prefix is markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:

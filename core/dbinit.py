@@ -81,7 +81,7 @@ def _dialect(name: str) -> sa.engine.Dialect:
     from sqlalchemy.dialects import mssql, postgresql
 
     ms = mssql.dialect()
-    ms.server_version_info = (16, 0)  # compile for SQL Server 2022 (DATE, NVARCHAR(max)), as it runs
+    ms.server_version_info = (16, 0)  # type: ignore[assignment]  # compile for SQL Server 2022 (DATE, NVARCHAR(max)), as it runs
     ms._setup_version_attributes()  # the public way is a live connection
     dialects = {"postgresql": postgresql.dialect(), "mssql": ms}
     if name not in dialects:

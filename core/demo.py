@@ -36,6 +36,25 @@ def run(settings: Settings) -> None:
     for name in missing:
         console.warn(f"layer {name!r} is not built yet: skipped")
 
+    if "gold" in layers:
+        from core.spark import get_spark
+
+        spark = get_spark(settings, "ecom-demo")
+        console.step("a few rows of gold.customer_360")
+        spark.sql(
+            "SELECT customer_id, orders_count, revenue, avg_order_value, rfm_segment, top_categories_csv, "
+            "sessions_count FROM gold.customer_360 ORDER BY revenue DESC NULLS LAST LIMIT 5"
+        ).show(truncate=False)
+    if "publish" in layers:
+        from gold.publish import warehouse_counts
+
+        console.table("ecom_dwh row counts", ["table", "rows"], sorted(warehouse_counts(settings).items()))
+    try:
+        from expectations import docs_index
+
+        console.ok(f"Data Docs: {docs_index(settings)}")
+    except ImportError:
+        console.warn("Data Docs: the expectations package is not built yet")
     console.step(f"done in {time.monotonic() - t0:.0f}s. Where to look:")
     console.console.print(
         f"  lake            {settings.lake_root}\n"

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     orphan_grace_hours: int = Field(default=24, ge=0)
     session_gap_minutes: int = Field(default=30, ge=1)
 
+    # --- quality gates -----------------------------------------------------------
+    gx_root: str | None = Field(default=None, description="GX file context root; default expectations/")
+
     # --- notifications -----------------------------------------------------------
     webhook_url: str | None = None
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=10)

@@ -23,8 +23,8 @@ CONVENTIONS = (
     "not in silver).",
     "**Dates** are UTC calendar dates of the source timestamps (`order_ts`, `event_ts`).",
     "**As of**: the run's logical time — the newest source-database clock (`updated_at` / `ingested_at`) in the "
-    "silver versions the run read — never the wall clock; stored per run in `ops.gold_progress.as_of` and in the "
-    "`ops.runs` details. `as_of_date` is its UTC date.",
+    "silver versions the run read — never the wall clock; stored with each run in the `ops.runs` details "
+    "(`as_of`). `as_of_date` is its UTC date.",
     "**Incremental = rebuild**: an incremental run recomputes only the keys touched since the silver versions "
     "the mart last consumed (Delta change data feed) with the same transforms as `--full-refresh`.",
 )

@@ -5,22 +5,23 @@ One run:
 1. pin — the current Delta version of each silver table; every read below is at that
    version, so a silver run committing meanwhile is simply seen next time;
 2. as of — the run's logical time is the newest silver clock (`updated_at` / `ingested_at`,
-   the source database's clock) at those versions, unless given; it is stored with the run
-   (`ops.gold_progress`, the ledger's details) and no metric reads the wall clock;
+   the source database's clock) at those versions, unless given; no metric reads the wall
+   clock;
 3. per mart, holding the writer lock `gold.<mart>`:
    - plan — full when asked (`--full-refresh`), when the mart or its progress does not exist,
      or when a silver table was recreated, restored or overwritten since the versions the
      mart consumed; else incremental;
    - incremental — the keys changed in each silver table since those versions (change data
-     feed) → the gold keys they touch (`gold.marts.scope`, comparing old and new silver
-     states) → those keys recomputed with the mart's own transform → gate → one MERGE that
-     upserts them and deletes the ones left without a row. `customer_360` is rewritten
+     feed) → the gold keys they touch (`gold.marts.scope`, comparing the old and the new
+     silver state) → those keys recomputed with the mart's own transform → gate → one MERGE
+     that upserts them and deletes the ones left without a row. `customer_360` is rewritten
      whole (base columns kept, as-of columns re-derived) when the as-of date moved;
    - full — the mart's transform on all of silver → gate → overwrite;
-   - progress — the silver versions consumed, the as-of and the run id, in
-     `ops.gold_progress` (a crash before it only means the same changes are reapplied:
-     recomputing a key from silver is idempotent);
-4. ledger — one `ops.runs` row per mart (rows recomputed in, rows written out, Delta version).
+4. ledger — one `ops.runs` row per mart: rows recomputed (in), rows written (out), Delta
+   version, and in `details` the progress: the silver versions and table ids consumed
+   (`silver_versions`, `silver_table_ids`) and the `as_of`. The next run starts from the
+   mart's last succeeded row; a crash before the ledger append only replays the same
+   changes, and recomputing a key from silver is idempotent.
 
 The GX gate (`expectations.gate`, when that package provides it) sees the candidate rows
 before anything is written; a failure writes nothing for that mart.
@@ -28,13 +29,14 @@ before anything is written; a failure writes nothing for that mart.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import reduce
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from core import console
 from core.errors import EcomError, LockBusyError, ValidationFailedError
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 
 LAYER = "gold"
 SILVER_TABLES: tuple[str, ...] = tuple(SILVER_KEYS)
-PROGRESS_TABLE = "gold_progress"  # ops.gold_progress: one row per mart × silver table
+PROGRESS_KEY = "silver_versions"  # in a gold ops.runs row's details: the silver versions it consumed
 # Commits after which a change feed is no use: everything may have changed, rebuild instead.
 REWRITING_OPERATIONS = frozenset(
     {
@@ -151,108 +153,36 @@ def logical_time(state: SilverState) -> datetime | None:
     return micros_to_datetime(reduce(lambda a, b: a.unionByName(b), maxima).agg(F.max("us")).first()[0])
 
 
-# --- progress: ops.gold_progress -------------------------------------------------------------------
-def progress_schema() -> Any:
-    from pyspark.sql import types as T
-
-    return T.StructType(
-        [
-            T.StructField("gold_table", T.StringType(), False),
-            T.StructField("silver_table", T.StringType(), False),
-            T.StructField("silver_table_id", T.StringType(), False),
-            T.StructField("silver_version", T.LongType(), False),
-            T.StructField("as_of", T.TimestampType(), True),
-            T.StructField("run_id", T.StringType(), False),
-            T.StructField("mode", T.StringType(), False),
-            T.StructField("recorded_at", T.TimestampType(), False),
-        ]
-    )
-
-
+# --- progress: the ledger -------------------------------------------------------------------------
 def read_progress(spark: SparkSession, settings: Settings) -> dict[str, Progress]:
+    """Per mart, what its last succeeded run consumed, from that run's `ops.runs` details."""
     from delta.tables import DeltaTable
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    path = table_path(settings, "ops", PROGRESS_TABLE)
+    path = table_path(settings, "ops", "runs")
     if not DeltaTable.isDeltaTable(spark, path):
         return {}
+    latest = Window.partitionBy("table_name").orderBy(F.col("ended_at").desc(), F.col("run_id").desc())
     rows = (
         spark.read.format("delta")
         .load(path)
-        .select("gold_table", "silver_table", "silver_table_id", "silver_version", F.unix_micros("as_of").alias("us"))
+        .where((F.col("layer") == LAYER) & (F.col("status") == "succeeded") & F.col("details").contains(PROGRESS_KEY))
+        .withColumn("_rank", F.row_number().over(latest))
+        .where("_rank = 1")
+        .select("table_name", "details")
         .collect()
     )
-    out: dict[str, Progress] = {}
+    out = {}
     for row in rows:
-        p = out.setdefault(row.gold_table, Progress({}, {}, micros_to_datetime(row.us)))
-        p.versions[row.silver_table] = int(row.silver_version)
-        p.table_ids[row.silver_table] = row.silver_table_id
+        details = json.loads(row.details)
+        as_of = details.get("as_of")
+        out[row.table_name] = Progress(
+            versions={t: int(v) for t, v in details[PROGRESS_KEY].items()},
+            table_ids=dict(details.get("silver_table_ids", {})),
+            as_of=datetime.fromisoformat(as_of) if as_of else None,
+        )
     return out
-
-
-def save_progress(
-    spark: SparkSession,
-    settings: Settings,
-    mart: str,
-    pinned: dict[str, PinnedTable],
-    as_of: datetime | None,
-    *,
-    run_id: str,
-    mode: str,
-) -> None:
-    """Replace the mart's rows: the silver versions it consumed and its as-of (one small overwrite)."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
-    as_of_us = None if as_of is None else (as_of - EPOCH) // timedelta(microseconds=1)
-    columns = "gold_table, silver_table, silver_table_id, silver_version, as_of_us, run_id, mode, recorded_us"
-    path = table_path(settings, "ops", PROGRESS_TABLE)
-    with waiting_lock(settings, f"ops.{PROGRESS_TABLE}"):
-        kept = []
-        if DeltaTable.isDeltaTable(spark, path):
-            stored = spark.read.format("delta").load(path).where(F.col("gold_table") != mart)
-            kept = [
-                tuple(r)
-                for r in stored.select(
-                    *columns.split(", ")[:4],
-                    F.unix_micros("as_of").alias("as_of_us"),
-                    "run_id",
-                    "mode",
-                    F.unix_micros("recorded_at").alias("recorded_us"),
-                ).collect()
-            ]
-        now_us = (datetime.now(UTC).replace(tzinfo=None) - EPOCH) // timedelta(microseconds=1)  # ops metadata
-        rows = kept + [(mart, t.name, t.table_id, t.version, as_of_us, run_id, mode, now_us) for t in pinned.values()]
-        df = spark.createDataFrame(
-            rows,
-            "gold_table STRING, silver_table STRING, silver_table_id STRING, silver_version BIGINT, "
-            "as_of_us BIGINT, run_id STRING, mode STRING, recorded_us BIGINT",
-        )
-        df = df.withColumn("as_of", F.timestamp_micros("as_of_us")).withColumn(
-            "recorded_at", F.timestamp_micros("recorded_us")
-        )
-        df = df.select(*[F.col(f.name).cast(f.dataType) for f in progress_schema().fields])
-        df.coalesce(1).write.format("delta").mode("overwrite").save(path)
-    register_table(spark, settings, "ops", PROGRESS_TABLE)
-
-
-@contextmanager
-def waiting_lock(settings: Settings, name: str, wait_s: float = 60.0) -> Iterator[None]:
-    """`writer_lock`, retried for a while: small ops commits of other commands may hold it briefly."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            lock = writer_lock(settings, name)
-            lock.__enter__()
-            break
-        except LockBusyError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 # --- one run's shared state ------------------------------------------------------------------------
@@ -263,12 +193,23 @@ class GoldRun:
     run_id: str
     pinned: dict[str, PinnedTable]
     new: SilverState
-    as_of: datetime | None
+    as_of_given: datetime | None
     progress: dict[str, Progress]
     _changes: dict[tuple[tuple[str, int], ...], tuple[Changes, SilverState, dict[str, int]]] = field(
         default_factory=dict
     )
     _rewrites: dict[tuple[str, int], str | None] = field(default_factory=dict)
+
+    _as_of: list[datetime | None] = field(default_factory=list)
+
+    @property
+    def as_of(self) -> datetime | None:
+        """The logical time: given, else the newest silver clock (computed once, when first needed)."""
+        if not self._as_of:
+            value = self.as_of_given if self.as_of_given is not None else logical_time(self.new)
+            self._as_of.append(value)
+            console.step(f"gold: as of {value.isoformat() if value else 'n/a (silver is empty)'}")
+        return self._as_of[0]
 
     @property
     def versions(self) -> dict[str, int]:
@@ -386,6 +327,17 @@ def last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
     return int(row.version), dict(row.operationMetrics or {})
 
 
+@contextmanager
+def timed(rec: RunRecord, phase: str) -> Iterator[None]:
+    """Record the seconds a phase of a mart took in `details.timings`."""
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        timings = rec.details.setdefault("timings", {})
+        timings[phase] = round(timings.get(phase, 0.0) + time.monotonic() - t0, 2)
+
+
 def _versions_text(versions: dict[str, int]) -> str:
     return ",".join(f"{name}={v}" for name, v in versions.items())
 
@@ -425,15 +377,18 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
     recipe = RECIPES[name]
     path = table_path(run.settings, LAYER, name)
     with writer_lock(run.settings, f"{LAYER}.{name}"):
-        mode, reason, start = plan(run, name, full_refresh=full_refresh)
+        with timed(rec, "plan"):
+            mode, reason, start = plan(run, name, full_refresh=full_refresh)
         scope_df = None
         if start is not None:
             try:
-                changes, old, counts = run.changes_since(start)
+                with timed(rec, "changes"):
+                    changes, old, counts = run.changes_since(start)
                 rec.details["changed_silver_keys"] = counts
                 if any(counts.values()):
-                    scope_df = run.materialize(recipe.scope(changes, old, run.new))
-                    rec.details["scope_keys"] = scope_df.count()
+                    with timed(rec, "scope"):
+                        scope_df = run.materialize(recipe.scope(changes, old, run.new))
+                        rec.details["scope_keys"] = scope_df.count()
                 else:
                     scope_df = run.spark.createDataFrame([], recipe.mart.schema).select(*recipe.mart.scope)
                     rec.details["scope_keys"] = 0
@@ -443,37 +398,40 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
                 mode, reason, scope_df = "full", f"change data feed unusable: {first_line}", None
         rec.watermark_from = _versions_text(start) if start else None
         rec.watermark_to = _versions_text(run.versions)
-        rec.details.update(mode=mode, reason=reason, as_of=run.as_of.isoformat() if run.as_of else None)
+        unchanged = start == run.versions and run.as_of_given is None  # silver did not move, nor the as-of
+        as_of = run.progress[name].as_of if unchanged else run.as_of
+        rec.details.update(mode=mode, reason=reason, as_of=as_of.isoformat() if as_of else None)
         console.step(f"gold.{name}: {mode} ({reason})")
 
         as_of_moved = (
             start is not None
+            and not unchanged
             and recipe.refresh_as_of is not None
-            and _as_of_date(run.progress[name].as_of) != _as_of_date(run.as_of)
+            and _as_of_date(run.progress[name].as_of) != _as_of_date(as_of)
         )
-        written = False
-        if scope_df is None:
-            candidate = run.materialize(recipe.build(run.new, run.as_of))
-            rec.rows_in = candidate.count()
-            gate(run, name, candidate, rec)
-            overwrite(candidate, path)
-            written = True
-        elif as_of_moved:
-            assert recipe.refresh_as_of is not None
-            fresh = recipe.recompute(run.new, scope_df, run.as_of)
-            stored = run.spark.read.format("delta").load(path).join(scope_df, list(recipe.mart.scope), "left_anti")
-            candidate = run.materialize(recipe.refresh_as_of(stored, run.as_of).unionByName(fresh))
-            rec.rows_in = candidate.count()
-            rec.details["as_of_moved"] = True
-            gate(run, name, candidate, rec)
-            overwrite(candidate, path)
-            written = True
-        elif rec.details["scope_keys"] > 0:
-            candidate = run.materialize(recipe.recompute(run.new, scope_df, run.as_of))
-            rec.rows_in = candidate.count()
-            gate(run, name, candidate, rec)
-            merge_scope(run.spark, path, recipe, candidate, scope_df)
-            written = True
+        candidate = None
+        with timed(rec, "compute"):
+            if scope_df is None:
+                candidate = run.materialize(recipe.build(run.new, as_of))
+            elif as_of_moved:
+                assert recipe.refresh_as_of is not None
+                fresh = recipe.recompute(run.new, scope_df, as_of)
+                stored = run.spark.read.format("delta").load(path).join(scope_df, list(recipe.mart.scope), "left_anti")
+                candidate = run.materialize(recipe.refresh_as_of(stored, as_of).unionByName(fresh))
+                rec.details["as_of_moved"] = True
+            elif rec.details["scope_keys"] > 0:
+                candidate = run.materialize(recipe.recompute(run.new, scope_df, as_of))
+            if candidate is not None:
+                rec.rows_in = candidate.count()
+        written = candidate is not None
+        if candidate is not None:
+            with timed(rec, "gate"):
+                gate(run, name, candidate, rec)
+            with timed(rec, "write"):
+                if scope_df is None or as_of_moved:
+                    overwrite(candidate, path)
+                else:
+                    merge_scope(run.spark, path, recipe, candidate, scope_df)
 
         version, metrics = last_commit(run.spark, path)
         rec.delta_version = version
@@ -483,10 +441,11 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
             deleted = int(metrics.get("numTargetRowsDeleted", 0))
             rec.rows_out = inserted + updated + deleted
             rec.details.update(inserted=inserted, updated=updated, deleted=deleted)
-        unchanged = start == run.versions and not as_of_moved
-        if not unchanged:
-            save_progress(run.spark, run.settings, name, run.pinned, run.as_of, run_id=run.run_id, mode=mode)
-        register_table(run.spark, run.settings, LAYER, name)
+        # progress: recorded with the run in ops.runs (a crash before that replays the same changes)
+        rec.details[PROGRESS_KEY] = run.versions
+        rec.details["silver_table_ids"] = {t: p.table_id for t, p in run.pinned.items()}
+        with timed(rec, "register"):
+            register_table(run.spark, run.settings, LAYER, name)
     rec.finish("succeeded", None if written else "no silver changes touch this mart")
     console.ok(
         f"gold.{name}: {rec.rows_in:,} row(s) computed, {rec.rows_out:,} written → Delta v{rec.delta_version} "
@@ -512,12 +471,8 @@ def run(
     names = select_marts(tables)
     pinned = pin_silver(spark, settings)
     new = read_state(spark, pinned, {n: t.version for n, t in pinned.items()})
-    logical = as_of if as_of is not None else logical_time(new)
-    console.step(
-        f"gold: silver {_versions_text({n: t.version for n, t in pinned.items()})}; "
-        f"as of {logical.isoformat() if logical else 'n/a (silver is empty)'}"
-    )
-    gold_run = GoldRun(spark, settings, run_id, pinned, new, logical, read_progress(spark, settings))
+    console.step(f"gold: silver {_versions_text({n: t.version for n, t in pinned.items()})}")
+    gold_run = GoldRun(spark, settings, run_id, pinned, new, as_of, read_progress(spark, settings))
     records: list[RunRecord] = []
     failures: list[tuple[str, EcomError]] = []
     try:

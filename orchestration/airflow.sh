@@ -153,7 +153,7 @@ launch() {
 }
 
 cmd_start() {
-	local c pid started=0
+	local c pid
 	if ! command -v curl >/dev/null; then die "curl is needed to check health"; fi
 	if [[ -z "$(running_pid api-server || true)" ]] &&
 		curl -fsS --max-time 2 "$HEALTH_URL" >/dev/null 2>&1; then
@@ -175,7 +175,6 @@ cmd_start() {
 		api-server) launch api-server api-server --host 127.0.0.1 --port "$PORT" --workers 1 ;;
 		*) launch "$c" "$c" ;;
 		esac
-		started=$((started + 1))
 	done
 	say "› waiting for $HEALTH_URL"
 	for _ in $(seq 1 90); do
@@ -195,7 +194,7 @@ cmd_start() {
 		done
 		sleep 2
 	done
-	die "not healthy after 180 s; see orchestration/airflow.sh status and logs"
+	die "not healthy after 90 checks; see orchestration/airflow.sh status and logs"
 }
 
 cmd_stop() {

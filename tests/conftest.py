@@ -30,7 +30,7 @@ def lake_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Settings whose lake root is this test's own temporary folder."""
     from core.settings import load_settings
 
-    return load_settings(lake_root=str(tmp_path / "lake"), spark_shuffle_partitions=2)
+    return load_settings(lake_root=str(tmp_path / "lake"), spark_shuffle_partitions=2, gx_root=str(tmp_path / "gx"))
 
 
 @pytest.fixture(scope="session")
