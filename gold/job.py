@@ -119,8 +119,8 @@ def pin_silver(spark: SparkSession, settings: Settings) -> dict[str, PinnedTable
         if not DeltaTable.isDeltaTable(spark, path):
             raise EcomError(f"silver.{name} does not exist at {path}: run `ecom run silver` first")
         table = DeltaTable.forPath(spark, path)
-        version = int(table.history(1).select("version").first()[0])
-        table_id = str(table.detail().select("id").first()[0])
+        version = int(table.history(1).select("version").collect()[0][0])
+        table_id = str(table.detail().select("id").collect()[0][0])
         pinned[name] = PinnedTable(name, path, table_id, version)
     return pinned
 
@@ -230,7 +230,7 @@ class GoldRun:
             found = None
             if pinned.version > start:
                 table = DeltaTable.forPath(self.spark, pinned.path)
-                latest = int(table.history(1).select("version").first()[0])  # silver may have moved on
+                latest = int(table.history(1).select("version").collect()[0][0])  # silver may have moved on
                 history = table.history(latest - start).select("version", "operation", "operationParameters").collect()
                 for row in sorted(history, key=lambda r: r.version):
                     if row.version <= start or row.version > pinned.version:
@@ -314,8 +314,8 @@ def merge_scope(spark: SparkSession, path: str, recipe: Recipe, candidate_df: Da
         target.alias("t")
         .merge(source.alias("s"), " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys))
         .whenMatchedDelete(condition="s._is_deleted")
-        .whenMatchedUpdate(set=values)
-        .whenNotMatchedInsert(condition="NOT s._is_deleted", values=values)
+        .whenMatchedUpdate(set=values)  # type: ignore[arg-type]  # str-only dict: delta's stub is invariant
+        .whenNotMatchedInsert(condition="NOT s._is_deleted", values=values)  # type: ignore[arg-type]
         .execute()
     )
 
@@ -324,6 +324,7 @@ def last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
     from delta.tables import DeltaTable
 
     row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+    assert row is not None  # a Delta table has at least one commit
     return int(row.version), dict(row.operationMetrics or {})
 
 
