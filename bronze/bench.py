@@ -3,8 +3,8 @@
 `python -m bronze.bench [--rows 1000000] [--partitions N]` creates a scratch table
 `shop.bronze_bench_<hex>` shaped like `shop.orders` (same `_change_version` trigger), fills
 it as the admin role with `INSERT … SELECT generate_series`, lets the extractor read it,
-extracts it into a temporary lake (cold JVM), adds N more rows and extracts them again
-(warm: the steady state), prints the figures, then drops table and lake.
+extracts the N new rows into a temporary lake, `--rounds` times (the first on a cold JVM,
+the last is the steady state), prints the figures, then drops table and lake.
 The shared shop tables are never touched.
 """
 
@@ -17,8 +17,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from core import console, db
 from core.schema import SOURCE_SCHEMA
@@ -27,11 +28,15 @@ from core.settings import Settings, load_settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+T = TypeVar("T")
 
-def create_table(settings: Settings, name: str) -> None:
+
+def create_table(settings: Settings, name: str, *, version_index: bool = False) -> None:
     """The scratch table: shaped like shop.orders, with its trigger, readable by the extractor."""
     with db.connect(settings, "admin", settings.source_db) as conn:
         conn.exec_driver_sql(f"CREATE TABLE {SOURCE_SCHEMA}.{name} (LIKE {SOURCE_SCHEMA}.orders INCLUDING ALL)")
+        if version_index:
+            conn.exec_driver_sql(f"CREATE INDEX ix_{name}_change_version ON {SOURCE_SCHEMA}.{name} (_change_version)")
         conn.exec_driver_sql(
             f"CREATE TRIGGER touch_{name} BEFORE INSERT OR UPDATE ON {SOURCE_SCHEMA}.{name} "
             f"FOR EACH ROW EXECUTE FUNCTION {SOURCE_SCHEMA}.touch_row('updated_at')"
@@ -102,7 +107,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=None, help="JDBC partitions (default: the setting)")
+    parser.add_argument("--rounds", type=int, default=3, help="extractions of N new rows each (the first is cold)")
+    parser.add_argument(
+        "--version-index", action="store_true", help="index _change_version (the source tables have none yet)"
+    )
+    parser.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark SQL conf to try (repeatable)"
+    )
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.rows < 1:
+        parser.error("--rows and --rounds must be at least 1")
 
     from bronze.job import current_horizon, extract_table
     from core.spark import get_spark
@@ -114,12 +128,14 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(**overrides)
     name = f"bronze_bench_{uuid.uuid4().hex[:8]}"
     try:
-        create_table(settings, name)
+        create_table(settings, name, version_index=args.version_index)
         spark = get_spark(settings, "ecom-bench-bronze", register=False)
+        for key, _, value in (c.partition("=") for c in args.conf):
+            spark.conf.set(key, value)
         cores = _cores(settings.spark_master)
         rows_out: list[tuple[object, ...]] = []
 
-        def measured(what: str, rows: int, step: Callable[[], object]) -> object:
+        def measured(what: str, rows: int, step: Callable[[], T]) -> T:
             cpu0, t0 = jvm_cpu_seconds(spark), time.monotonic()
             result = step()
             wall, cpu = time.monotonic() - t0, jvm_cpu_seconds(spark) - cpu0
@@ -128,32 +144,33 @@ def main(argv: list[str] | None = None) -> None:
             )
             return result
 
-        # 1. first extraction, cold JVM (as the first table of an `ecom run bronze`)
-        start = current_horizon(settings)
-        console.step(f"filled {SOURCE_SCHEMA}.{name} with {args.rows:,} rows in {fill(settings, name, args.rows):.1f}s")
-        first = measured(
-            "bronze extraction, cold JVM",
-            args.rows,
-            lambda: extract_table(spark, settings, name, run_id=f"bench-{uuid.uuid4().hex[:8]}", start_at=start),
-        )
-        # 2. the next N new rows, warm: the raw read (ceiling), then the extraction
-        horizon = int(first.watermark_to)  # type: ignore[attr-defined]
-        console.step(f"filled {args.rows:,} more rows in {fill(settings, name, args.rows):.1f}s")
-        measured("raw JDBC read of the window (noop sink)", args.rows, lambda: raw_read(spark, settings, name, horizon))
-        rec = measured(
-            "bronze extraction, warm (read + append + watermark)",
-            args.rows,
-            lambda: extract_table(spark, settings, name, run_id=f"bench-{uuid.uuid4().hex[:8]}"),
-        )
+        # Round 1 runs on a cold JVM (JIT, code generation), as the first table of `ecom run bronze`;
+        # every round extracts N new rows; the last one is the steady state.
+        horizon = current_horizon(settings)
+        for n in range(1, args.rounds + 1):
+            console.step(f"round {n}: {args.rows:,} new rows in {fill(settings, name, args.rows):.1f}s")
+            if n == args.rounds:
+                measured(
+                    "raw JDBC read of the window (noop sink)",
+                    args.rows,
+                    partial(raw_read, spark, settings, name, horizon),
+                )
+            rec = measured(
+                f"round {n}: bronze extraction" + (" (cold JVM)" if n == 1 else ""),
+                args.rows,
+                partial(extract_table, spark, settings, name, run_id=f"bench-{n}", start_at=horizon),
+            )
+            horizon = int(rec.watermark_to or 0)
         console.table(
-            f"bronze throughput ({rec.details.get('partitions')} JDBC partitions, {settings.spark_master}, "  # type: ignore[attr-defined]
-            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)",
+            f"bronze throughput ({rec.details.get('partitions')} JDBC partitions, {settings.spark_master}, "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs{', ' if args.conf else ''}"
+            f"{', '.join(args.conf)})",
             ["step", "rows", "wall s", "rows/s", "Spark CPU s", f"rows/s if Spark had {cores} idle cores"],
             rows_out,
         )
-        phases = rec.details.get("phase_s", {})  # type: ignore[attr-defined]
+        phases = rec.details.get("phase_s", {})
         console.console.print(
-            f"warm extraction phases (s): {phases}; read+append {args.rows / phases['copy']:,.0f} rows/s"
+            f"last round's phases (s): {phases} — read+append {args.rows / phases['copy']:,.0f} rows/s"
         )
     finally:
         drop_table(settings, name)

@@ -38,6 +38,8 @@ from datetime import date, datetime, timedelta
 from functools import reduce
 from typing import TYPE_CHECKING
 
+from pyspark.sql import DataFrame
+
 from core import console
 from core.errors import EcomError, LockBusyError, ValidationFailedError
 from core.lake import register_table, table_path
@@ -49,7 +51,7 @@ from gold.marts.registry import RECIPES, Recipe
 from gold.marts.scope import SILVER_KEYS, Changes, SilverState
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 LAYER = "gold"
 SILVER_TABLES: tuple[str, ...] = tuple(SILVER_KEYS)
@@ -243,18 +245,20 @@ class GoldRun:
         return self._rewrites[key]
 
     def changes_since(self, start: dict[str, int]) -> tuple[Changes, SilverState, dict[str, int]]:
-        """Changed keys per silver table in (start, pinned], the silver state at `start`, and counts."""
+        """Changed keys per silver table in (start, pinned], the silver state at `start`, and counts.
+
+        The keys of all tables are read from their change feeds and materialised together
+        (one job, not one per table), then split per table with their own key type.
+        """
         from pyspark.sql import functions as F
 
         cache_key = tuple(sorted(start.items()))
         if cache_key not in self._changes:
-            frames, counts = {}, {}
+            feeds = []
             for name, pinned in self.pinned.items():
-                key = SILVER_KEYS[name]
                 if start[name] >= pinned.version:
-                    frames[name] = getattr(self.new, name).select(key).limit(0)
-                    counts[name] = 0
                     continue
+                key = SILVER_KEYS[name]
                 feed = (
                     self.spark.read.format("delta")
                     .option("readChangeFeed", "true")
@@ -262,9 +266,18 @@ class GoldRun:
                     .option("endingVersion", pinned.version)
                     .load(pinned.path)
                 )
-                keys = self.materialize(feed.select(key).where(F.col(key).isNotNull()).distinct())
-                counts[name] = keys.count()
-                frames[name] = keys
+                feeds.append(feed.select(F.lit(name).alias("silver_table"), F.col(key).cast("string").alias("key")))
+            frames = {name: getattr(self.new, name).select(key).limit(0) for name, key in SILVER_KEYS.items()}
+            counts = dict.fromkeys(SILVER_KEYS, 0)
+            if feeds:
+                keys = self.materialize(reduce(DataFrame.unionByName, feeds).dropna().distinct())
+                counts.update({r.silver_table: r["count"] for r in keys.groupBy("silver_table").count().collect()})
+                for name, key in SILVER_KEYS.items():
+                    if counts[name]:
+                        key_type = getattr(self.new, name).schema[key].dataType
+                        frames[name] = keys.where(F.col("silver_table") == name).select(
+                            F.col("key").cast(key_type).alias(key)
+                        )
             old = read_state(self.spark, self.pinned, start)
             self._changes[cache_key] = (Changes.of(frames), old, counts)
         return self._changes[cache_key]

@@ -185,16 +185,19 @@ class Job:
         return inc.df.transform(tf.conform(table)).withColumn("_run_id", F.lit(self.run_id))
 
     # -- cross-table facts ----------------------------------------------------------------------------
-    def order_lines(self) -> DataFrame:
-        """Every order line the lake knows that could count in a total: silver's, held ones
-        and unprocessed bronze ones (latest version each, with `_is_countable`)."""
+    def order_lines(self, order_ids: DataFrame) -> DataFrame:
+        """Every line of the orders `order_ids` that the lake knows: silver's, held ones and
+        unprocessed bronze ones (latest version each, with `_is_countable`)."""
         cols = [*TABLES["order_items"].columns, "_change_version", "_ingested_at"]
-        lines = (
+        every_line = (
             self.silver("order_items")
             .select(*cols)
             .unionByName(self.held("order_items").select(*cols))
             .unionByName(self.conformed_increment("order_items").select(*cols))
         )
+        # Every version of the lines that name one of the orders (a line could move orders).
+        touched = every_line.join(order_ids.select("order_id").distinct(), "order_id", "left_semi")
+        lines = every_line.join(touched.select("order_item_id").distinct(), "order_item_id", "left_semi")
         known_products = (
             self.ids(self.silver("products"), "product_id")
             .unionByName(self.ids(self.quarantine("products"), "product_id"))
@@ -252,7 +255,7 @@ def classify(job: Job, table: str, *, with_held: bool) -> DataFrame:
         stored = job.silver(table).select(spec.key, spec.clock, "_change_version")
     df = candidates.transform(tf.with_version_rank(spec)).transform(tf.with_current_flag(spec, stored))
     if table == "orders":
-        df = df.transform(tf.with_order_lines(job.order_lines()))
+        df = df.transform(tf.with_order_lines(job.order_lines(candidates)))
     elif table == "order_items":
         df = job.parent_states(df)
     return df.transform(tf.with_reasons(silver_rules.RULES[table](job.ctx))).transform(

@@ -86,9 +86,20 @@ class Api:
             headers["Authorization"] = f"Bearer {self.token}"
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(BASE + path, data=data, headers=headers, method=method)
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            raw = resp.read()
-        return json.loads(raw) if raw else None
+        for attempt in range(5):
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    raw = resp.read()
+                return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as e:
+                # On SQLite the API server answers 500 while the scheduler holds the write lock
+                # ("database is locked"): a read is retried; anything else fails with the body.
+                body = e.read().decode(errors="replace")[:2000]
+                if method != "GET" or e.code < 500 or attempt == 4:
+                    raise AssertionError(f"{method} {path}: HTTP {e.code}: {body}") from e
+                print(f"{method} {path}: HTTP {e.code} ({body[:200]}); retrying")
+                time.sleep(2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
