@@ -62,13 +62,19 @@ demo: db ## Set up everything and run the whole pipeline on the local default
 	$(BIN)/ecom demo
 
 test: db airflow-init ## Set up everything and run the whole test suite (unit, integration, e2e)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/reliability $(PYTEST_ARGS)
+
+test-reliability: db ## Fault injection against the real components: kill -9, reruns, concurrency (a summary table)
+	$(BIN)/pytest tests/reliability $(PYTEST_ARGS)
 
 airflow-init: setup ## Migrate Airflow's metadata DB and create its pools (idempotent)
 	orchestration/airflow.sh init
 
 test-unit: setup ## Only the fast unit tests (no database)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-mssql: setup ## The whole pipeline against the SQL Server named by ECOM_TEST_MSSQL_* (skipped without them)
+	$(BIN)/pytest tests/mssql $(PYTEST_ARGS)
 
 lint: setup ## ruff (lint + format check), mypy, and a secret scan
 	$(BIN)/ruff check .
@@ -95,4 +101,4 @@ db-down: ## Stop the local PostgreSQL cluster
 clean-lake: ## Delete the local lake (tables, ledger, watermarks); the databases stay
 	rm -rf lake/bronze lake/silver lake/quarantine lake/gold lake/_ops lake/_warehouse
 
-.PHONY: airflow-init help sysdeps setup lock jars db demo test test-unit lint format bench airflow-up airflow-down db-down clean-lake
+.PHONY: test-reliability airflow-init help sysdeps setup lock jars db demo test test-unit test-mssql lint format bench airflow-up airflow-down db-down clean-lake

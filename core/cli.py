@@ -115,7 +115,7 @@ def db_ddl(dialect: str | None, database: str) -> None:
 
     d = dialect or settings().dialect
     sep = "\nGO\n" if d == "mssql" else ";\n"
-    click.echo(sep.join(dbinit.ddl(d, database)) + sep.strip() + "\n")
+    click.echo("".join(stmt + sep for stmt in dbinit.ddl(d, database)), nl=False)  # every batch ends in GO / ;
 
 
 @db.command("shell", context_settings={"ignore_unknown_options": True})

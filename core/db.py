@@ -98,9 +98,9 @@ def scrub(text: str, settings: Settings) -> str:
     """Remove every configured password from a message (drivers sometimes echo them)."""
     for role in ("admin", "generator", "extractor", "publisher"):
         secret = getattr(settings, f"{role}_password").get_secret_value()
-        if secret:
-            text = text.replace(secret, "***")
-    return re.sub(r"(?i)(pwd|password)=\{?[^;}\s]*\}?", r"\1=***", text)
+        if secret:  # as given, and as escaped in an ODBC string (`}` doubled)
+            text = text.replace(odbc_quote(secret), "***").replace(secret, "***")
+    return re.sub(r"(?i)(pwd|password)=(\{(?:[^}]|\}\})*\}|[^;\s]*)", r"\1=***", text)
 
 
 def unavailable(settings: Settings, role: Role, database: str, exc: BaseException) -> DatabaseUnavailableError:

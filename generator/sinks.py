@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from core.db import check_source_initialised, is_freetds
+from core.db import check_source_initialised
 from core.errors import SchemaNotInitialisedError
 from core.schema import SOURCE_SCHEMA, SOURCE_TABLES, sim_batches, sim_defects
 from generator import defects as dfx
@@ -381,6 +381,16 @@ def python_rows(df: pd.DataFrame, money: Iterable[str] = ()) -> list[tuple[Any, 
     return list(zip(*columns, strict=True)) if columns else []
 
 
+def _mssql_cursor(conn: Connection) -> Any:
+    """A pyodbc cursor in the caller's transaction, `fast_executemany` as the engine has it.
+
+    `core.db.engine` turns it on for Microsoft's driver and off for FreeTDS (whose client it crashes).
+    """
+    cur = _driver_connection(conn).cursor()
+    cur.fast_executemany = bool(getattr(conn.dialect, "fast_executemany", False))
+    return cur
+
+
 def _mssql_insert(conn: Connection, name: str, df: pd.DataFrame, progress: Progress) -> int:
     if df.empty:
         return 0
@@ -388,9 +398,7 @@ def _mssql_insert(conn: Connection, name: str, df: pd.DataFrame, progress: Progr
     money = [c for t, c in MONEY_COLUMNS if t == table]
     rows = python_rows(df, money)
     sql = mssql_insert_sql(name, df.columns)
-    raw = _driver_connection(conn)
-    cur = raw.cursor()
-    cur.fast_executemany = not is_freetds(str(conn.engine.url.query.get("odbc_connect", "")))
+    cur = _mssql_cursor(conn)
     identity = table in PK
     try:
         if identity:
@@ -433,8 +441,7 @@ def apply_updates(conn: Connection, updates: Mapping[str, pd.DataFrame], progres
             )
         else:
             rows = python_rows(df[[*cols, key]], [c for c in cols if (table, c) in MONEY_COLUMNS])
-            raw = _driver_connection(conn)
-            cur = raw.cursor()
+            cur = _mssql_cursor(conn)
             try:
                 cur.executemany(mssql_update_sql(table_name(table), key, cols), rows)
             finally:

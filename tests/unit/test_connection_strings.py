@@ -99,3 +99,64 @@ def test_errors_scrub_passwords() -> None:
     err = db.unavailable(s, "extractor", "ecom_db", RuntimeError(f"login failed PWD={{{NASTY}}} for x"))
     assert NASTY not in str(err)
     assert "127.0.0.1" in str(err) and "ecom_db" in str(err) and "ECOM_EXTRACTOR_PASSWORD" in str(err)
+
+
+def test_the_escaped_odbc_string_survives_sqlalchemy_and_reaches_pyodbc_unchanged(mssql) -> None:  # type: ignore[no-untyped-def]
+    # SQLAlchemy carries the ODBC string URL-encoded in `odbc_connect`; its pyodbc dialect must hand
+    # pyodbc exactly what we built, braces and all.
+    from sqlalchemy.dialects.mssql.pyodbc import dialect
+
+    url = db.sqlalchemy_url(mssql, "generator")
+    rendered = url.render_as_string(hide_password=False)
+    assert NASTY not in rendered  # encoded, not pasted
+    args, _ = dialect().create_connect_args(url)
+    assert list(args) == [db.odbc_connection_string(mssql, "generator")]
+    assert _parse_odbc(args[0])["PWD"] == NASTY
+
+
+@pytest.mark.parametrize("odd", ["ecom}user", "we;ird=db", "{braced}"])
+def test_every_odbc_value_that_may_hold_special_characters_is_braced(odd: str) -> None:
+    s = load_settings(
+        dialect="mssql", generator_user=odd, source_db=odd, mssql_odbc_driver=f"Driver {odd}", generator_password="x"
+    )
+    parsed = _parse_odbc(db.odbc_connection_string(s, "generator"))
+    assert parsed["UID"] == parsed["DATABASE"] == odd and parsed["DRIVER"] == f"Driver {odd}"
+    assert parsed["Encrypt"] == "yes"  # nothing an odd value holds can override a later key
+
+
+def test_encryption_is_off_only_when_set_and_the_certificate_name_is_passed() -> None:
+    s = load_settings(
+        dialect="mssql", generator_password="x", mssql_encrypt=False, mssql_host_name_in_certificate="*.corp.internal"
+    )
+    odbc = _parse_odbc(db.odbc_connection_string(s, "generator"))
+    assert odbc["Encrypt"] == "no" and odbc["HostNameInCertificate"] == "*.corp.internal"
+    opts = db.jdbc_options(s, "generator")
+    assert opts["encrypt"] == "false" and opts["hostNameInCertificate"] == "*.corp.internal"
+    assert opts["trustServerCertificate"] == "false"
+
+
+def test_jdbc_trust_store_password_stays_out_of_the_url() -> None:
+    s = load_settings(
+        dialect="mssql", extractor_password="x", mssql_trust_store="/etc/ssl/s.jks", mssql_trust_store_password=NASTY
+    )
+    opts = db.jdbc_options(s, "extractor")
+    assert opts["trustStorePassword"] == NASTY and NASTY not in opts["url"]
+    assert opts["driver"] == "com.microsoft.sqlserver.jdbc.SQLServerDriver"
+
+
+@pytest.mark.parametrize(("driver", "fast"), [("ODBC Driver 18 for SQL Server", True), ("FreeTDS", False)])
+def test_fast_executemany_only_with_microsofts_driver(driver: str, fast: bool) -> None:
+    s = load_settings(dialect="mssql", generator_password="x", mssql_odbc_driver=driver)
+    try:
+        assert db.engine(s, "generator").dialect.fast_executemany is fast  # type: ignore[attr-defined]
+    finally:
+        db.dispose_engines()
+
+
+def test_errors_scrub_a_password_as_escaped_in_an_odbc_string(mssql) -> None:  # type: ignore[no-untyped-def]
+    conn_str = db.odbc_connection_string(mssql, "generator")
+    scrubbed = db.scrub(f"[08001] login failed ({conn_str})", mssql)
+    assert "a'ss" not in scrubbed and "o{rd" not in scrubbed and "PWD=***;Encrypt=yes" in scrubbed
+    # a password the settings do not know (another role's, a driver echo) is masked by its form
+    other = load_settings(dialect="mssql", generator_password="x")
+    assert db.scrub(f"PWD={{{NASTY.replace('}', '}}')}}};UID=u", other) == "PWD=***;UID=u"
