@@ -65,7 +65,10 @@ test: db airflow-init ## Set up everything and run the whole test suite (unit, i
 	$(BIN)/pytest --ignore=tests/reliability $(PYTEST_ARGS)
 
 test-reliability: db ## Fault injection against the real components: kill -9, reruns, concurrency (a summary table)
-	$(BIN)/pytest tests/reliability $(PYTEST_ARGS)
+	$(BIN)/pytest tests/reliability -m "not soak" $(PYTEST_ARGS)
+
+soak: db ## The generator streams while ECOM_SOAK_CYCLES (20) full cycles run; prints a reconciliation table
+	$(BIN)/pytest tests/reliability -m soak -s $(PYTEST_ARGS)
 
 airflow-init: setup ## Migrate Airflow's metadata DB and create its pools (idempotent)
 	orchestration/airflow.sh init
@@ -101,4 +104,4 @@ db-down: ## Stop the local PostgreSQL cluster
 clean-lake: ## Delete the local lake (tables, ledger, watermarks); the databases stay
 	rm -rf lake/bronze lake/silver lake/quarantine lake/gold lake/_ops lake/_warehouse
 
-.PHONY: test-reliability airflow-init help sysdeps setup lock jars db demo test test-unit test-mssql lint format bench airflow-up airflow-down db-down clean-lake
+.PHONY: test-reliability soak airflow-init help sysdeps setup lock jars db demo test test-unit test-mssql lint format bench airflow-up airflow-down db-down clean-lake

@@ -11,9 +11,14 @@ Per table, holding the writer lock `bronze.<table>` (a second run on it is refus
    primary key; the select list is built from the live columns, so new ones come along;
 4. schema contract — a new column merges into bronze; a dropped or retyped one raises
    `SchemaDriftError` naming table and column;
-5. append with ingestion metadata, idempotently: Delta `txnAppId`/`txnVersion` = horizon,
-   the window in the commit's `userMetadata`; an empty window writes nothing;
-6. save the watermark = horizon; register `bronze.<table>`; one `ops.runs` row per table.
+5. audit — the window with its ingestion metadata is read once into Spark's cache and judged
+   by the `bronze` checkpoint (`expectations.gate`: columns present, key and ingestion
+   columns not NULL); a failure raises before anything is written, so bronze, the
+   watermark and silver are untouched (write–audit–publish, see README "The gate");
+6. append the audited rows from the cache, idempotently: Delta `txnAppId`/`txnVersion` =
+   horizon, the window in the commit's `userMetadata`; an empty window writes nothing;
+7. save the watermark = horizon; register `bronze.<table>`; one `ops.runs` row per table
+   (with the checkpoint's result).
 
 `--full-refresh` reads `[0, horizon)` and overwrites `bronze.<table>` (schema included):
 bronze then holds the current version of every source row, and the history of earlier
@@ -46,9 +51,9 @@ from bronze.locking import table_lock
 from bronze.transforms import PARTITION_COLUMNS, check_schema, with_ingestion_metadata
 from bronze.watermarks import Watermark, read_watermark, save_watermark
 from core import console, db
-from core.errors import EcomError, LockBusyError
+from core.errors import EcomError, ValidationFailedError
 from core.lake import register_table, table_path
-from core.ledger import RunRecord, record
+from core.ledger import LayerRun, RunRecord
 from core.schema import SOURCE_SCHEMA, SOURCE_TABLES
 from core.settings import Settings
 
@@ -273,19 +278,28 @@ def extract_table(
     run_id: str,
     full_refresh: bool = False,
     start_at: int | None = None,
+    suite: str | None = None,
 ) -> RunRecord:
     """Extract one source table's window into bronze; the finished ledger record (not yet recorded).
 
     `start_at` (a horizon, see `current_horizon`) applies to the first extraction only, while
     `bronze.<table>` does not exist: it skips the history below it instead of reading from 0.
+    `suite`: the source table whose bronze checkpoint judges this one (default: itself; a
+    scratch copy of `orders`, as in `bronze.bench`, is judged as `orders`).
     """
     rec = RunRecord(run_id=run_id, layer=LAYER, table_name=table)
-    _extract(spark, settings, rec, full_refresh=full_refresh, start_at=start_at)
+    _extract(spark, settings, rec, full_refresh=full_refresh, start_at=start_at, suite=suite)
     return rec
 
 
 def _extract(
-    spark: SparkSession, settings: Settings, rec: RunRecord, *, full_refresh: bool, start_at: int | None = None
+    spark: SparkSession,
+    settings: Settings,
+    rec: RunRecord,
+    *,
+    full_refresh: bool,
+    start_at: int | None = None,
+    suite: str | None = None,
 ) -> None:
     t0 = time.monotonic()
     table, run_id = rec.table_name, rec.run_id
@@ -330,6 +344,8 @@ def _extract(
         if stats.row_count > 0 or full_refresh or not exists:
             rows, rec.delta_version = _append(
                 spark,
+                settings,
+                rec,
                 source_df,
                 target,
                 table=table,
@@ -338,6 +354,7 @@ def _extract(
                 run_id=run_id,
                 full_refresh=full_refresh,
                 properties=None if exists else {"delta.dataSkippingStatsColumns": stats_columns(live.key)},
+                suite=suite or table,
             )
         else:  # an empty window appends nothing: no commit at all
             rows, rec.delta_version = 0, _last_commit(spark, target)[0]
@@ -396,6 +413,8 @@ def _resume_point(
 
 def _append(
     spark: SparkSession,
+    settings: Settings,
+    rec: RunRecord,
     source_df: DataFrame,
     target: str,
     *,
@@ -405,8 +424,15 @@ def _append(
     run_id: str,
     full_refresh: bool,
     properties: dict[str, str] | None,
+    suite: str,
 ) -> tuple[int, int]:
-    """Write the window with its metadata; (rows appended, Delta version)."""
+    """Audit, then write the window with its metadata; (rows appended, Delta version).
+
+    The JDBC source is read once: into the cache, for the checkpoint; the write then reads
+    the cache, so the rows judged are the rows written.
+    """
+    from pyspark import StorageLevel
+
     ingested_at = datetime.now(UTC)
     metadata = {
         "app": COMMIT_APP,
@@ -422,20 +448,41 @@ def _append(
             df, run_id=run_id, source=source, ingested_at=ingested_at, horizon=window.upper
         )
     )
-    write_bronze(
-        bronze_df,
-        target,
-        table=table,
-        window=window,
-        metadata=metadata,
-        full_refresh=full_refresh,
-        table_properties=properties,
-    )
+    audited_df = bronze_df.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        _gate(spark, settings, rec, audited_df, suite=suite)
+        write_bronze(
+            audited_df,
+            target,
+            table=table,
+            window=window,
+            metadata=metadata,
+            full_refresh=full_refresh,
+            table_properties=properties,
+        )
+    finally:
+        audited_df.unpersist()
     version, metrics, committed = _last_commit(spark, target)
     if committed.get("run_id") == run_id and committed.get("window_to") == window.upper:
         return int(metrics.get("numOutputRows", 0)), version
     console.warn(f"bronze.{table}: the window up to {window.upper} was already committed: nothing appended")
     return 0, version
+
+
+def _gate(spark: SparkSession, settings: Settings, rec: RunRecord, candidate_df: DataFrame, *, suite: str) -> None:
+    """The `bronze` checkpoint on the rows about to be appended (raises `GateFailedError`,
+    after storing the result, rebuilding Data Docs and posting an alert; nothing is written)."""
+    from expectations import gate
+
+    t0 = time.monotonic()
+    try:
+        gate(spark, settings, layer=LAYER, table=suite, df=candidate_df, run_id=rec.run_id)
+    except ValidationFailedError:
+        rec.checkpoint = "failed"
+        raise
+    finally:
+        rec.details["gate_s"] = round(time.monotonic() - t0, 2)
+    rec.checkpoint = "passed"
 
 
 # --- the layer ------------------------------------------------------------------------------------
@@ -453,40 +500,8 @@ def run(
     others; the layer then raises, so later layers do not run.
     """
     names = select_tables(tables)
-    records: list[RunRecord] = []
-    failures: list[tuple[str, EcomError]] = []
-    try:
+    with LayerRun(spark, settings, LAYER, run_id) as layer_run:
         for table in names:
-            rec = RunRecord(run_id=run_id, layer=LAYER, table_name=table)
-            records.append(rec)
-            try:
+            with layer_run.table(table) as rec:
                 _extract(spark, settings, rec, full_refresh=full_refresh)
-            except EcomError as exc:
-                rec.finish("failed", str(exc))
-                console.error(f"bronze.{table}: {exc}")
-                failures.append((table, exc))
-            except BaseException as exc:
-                rec.finish("failed", f"{type(exc).__name__}: {exc}")
-                raise
-    finally:
-        _record(spark, settings, records)
-    if failures:
-        first = failures[0][1]
-        if len(failures) == 1:
-            raise first
-        message = "; ".join(f"{t}: {e}" for t, e in failures)
-        raise type(first)(f"bronze failed for {len(failures)} tables — {message}") from first
-    return records
-
-
-def _record(spark: SparkSession, settings: Settings, records: list[RunRecord], wait_s: float = 60.0) -> None:
-    """Append to the ledger, waiting briefly when another command is appending to it."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            record(spark, settings, *records)
-            return
-        except LockBusyError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
+    return layer_run.raise_failures()

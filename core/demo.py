@@ -28,6 +28,7 @@ def run(settings: Settings) -> None:
     proc = subprocess.run([sys.executable, "-m", "core.cli", "generate", *DEMO_VOLUMES], check=False)
     if proc.returncode != 0:
         raise EcomError(f"the generator failed (exit {proc.returncode}); see above")
+    batch_id = latest_batch_id(settings)
 
     layers = runner.built_layers()
     missing = [name for name in runner.ORDER if name not in layers]
@@ -36,6 +37,17 @@ def run(settings: Settings) -> None:
     for name in missing:
         console.warn(f"layer {name!r} is not built yet: skipped")
 
+    if "silver" in layers and batch_id:
+        from core.spark import get_spark
+        from silver.scorecard import format_scores, read_scorecard
+
+        scores = read_scorecard(get_spark(settings, "ecom-demo"), settings, [batch_id])
+        console.step(f"silver vs the generator's defect manifest (batch {batch_id})")
+        console.console.print(format_scores(scores), markup=False, highlight=False)
+        if all(s.perfect for s in scores):
+            console.ok("every injected defect quarantined by its rule, and nothing else (100% precision and recall)")
+        else:
+            console.warn("quarantine differs from the manifest: see the rows above below 100%")
     if "gold" in layers:
         from core.spark import get_spark
 
@@ -62,3 +74,16 @@ def run(settings: Settings) -> None:
         "  runs            ecom status\n"
         f'  source          ecom db shell ecom_db -c "SELECT count(*) FROM shop.orders"'
     )
+
+
+def latest_batch_id(settings: Settings) -> str | None:
+    """The generator batch committed last (its defect manifest is in `sim.defects`)."""
+    import sqlalchemy as sa
+
+    from core import db
+    from core.schema import sim_batches
+
+    with db.connect(settings, "admin", settings.source_db) as conn:
+        return conn.execute(
+            sa.select(sim_batches.c.batch_id).order_by(sim_batches.c.ended_at.desc()).limit(1)
+        ).scalar_one_or_none()

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from core import console
+from core.errors import EcomError
 from core.lake import register_table, table_path
 from core.locks import writer_lock
 from core.settings import Settings
@@ -167,3 +171,48 @@ def _age(now: datetime, then: datetime | None) -> str:
         return "-"
     s = int((now - then).total_seconds())
     return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
+class LayerRun:
+    """The per-table records of one layer run, appended to `ops.runs` when it ends.
+
+    A table failing with an expected error (`EcomError`: gate, lock, drift…) is recorded and
+    the other tables go on; `raise_failures` then raises, so later layers do not run. Any
+    other exception is recorded and propagates at once. The records are written whatever
+    happens (`with LayerRun(...) as layer_run:`).
+    """
+
+    def __init__(self, spark: SparkSession, settings: Settings, layer: str, run_id: str) -> None:
+        self.spark, self.settings, self.layer, self.run_id = spark, settings, layer, run_id
+        self.records: list[RunRecord] = []
+        self.failures: list[tuple[str, EcomError]] = []
+
+    def __enter__(self) -> LayerRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        record(self.spark, self.settings, *self.records)
+
+    @contextmanager
+    def table(self, name: str) -> Iterator[RunRecord]:
+        rec = RunRecord(run_id=self.run_id, layer=self.layer, table_name=name)
+        self.records.append(rec)
+        try:
+            yield rec
+        except EcomError as exc:
+            rec.finish("failed", str(exc))
+            console.error(f"{self.layer}.{name}: {exc}")
+            self.failures.append((name, exc))
+        except BaseException as exc:
+            rec.finish("failed", f"{type(exc).__name__}: {exc}")
+            raise
+
+    def raise_failures(self) -> list[RunRecord]:
+        """Raise the failure (one) or a roll-up naming every failed table; else the records."""
+        if self.failures:
+            first = self.failures[0][1]
+            if len(self.failures) == 1:
+                raise first
+            message = "; ".join(f"{t}: {e}" for t, e in self.failures)
+            raise type(first)(f"{self.layer} failed for {len(self.failures)} tables — {message}") from first
+        return self.records

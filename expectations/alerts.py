@@ -1,31 +1,21 @@
-"""Alerts for failed checkpoints, sent through the project's one webhook module.
+"""Alerts for failed checkpoints, sent through the project's one webhook client.
 
-`post_json` (http(s) only, bounded timeout and retries, no redirects, never raises on
-delivery) is the only way this project POSTs anything. Its home should be `core.webhook`
-(layers must not import each other); until it moves there it is taken from
-`generator.webhook`.
+`core.webhook.post_json` (http(s) only, bounded timeout and retries, no redirects, never
+raises on delivery) is the only way this project POSTs anything.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from core import console
 from core.errors import EcomError
 from core.settings import Settings
+from core.webhook import post_json
 
 log = logging.getLogger("ecom.expectations.alerts")
-
-
-def _post_json() -> Callable[..., Any]:
-    try:
-        module = importlib.import_module("core.webhook")
-    except ModuleNotFoundError:
-        module = importlib.import_module("generator.webhook")
-    return module.post_json
 
 
 def send_alert(settings: Settings, payload: Mapping[str, Any]) -> bool | None:
@@ -37,7 +27,7 @@ def send_alert(settings: Settings, payload: Mapping[str, Any]) -> bool | None:
         log.info("no ECOM_WEBHOOK_URL: checkpoint alert for %s not sent", payload.get("checkpoint"))
         return None
     try:
-        delivery = _post_json()(
+        delivery = post_json(
             settings.webhook_url,
             payload,
             timeout=settings.webhook_timeout_s,

@@ -23,8 +23,10 @@ One run:
    mart's last succeeded row; a crash before the ledger append only replays the same
    changes, and recomputing a key from silver is idempotent.
 
-The GX gate (`expectations.gate`, when that package provides it) sees the candidate rows
-before anything is written; a failure writes nothing for that mart.
+The `gold` checkpoint (`expectations.gate`) judges the candidate rows before anything is
+written, with the cross-table facts gold knows (`gate_facts`: every customer_360 row is a
+silver customer, and every silver customer / session of the candidate's scope is in it); a
+failure writes nothing for that mart, and `ecom run all` stops before publish.
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import reduce
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame
 
 from core import console
-from core.errors import EcomError, LockBusyError, ValidationFailedError
+from core.errors import EcomError, ValidationFailedError
 from core.lake import register_table, table_path
-from core.ledger import RunRecord, record
+from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.schema import SOURCE_TABLES
 from core.settings import Settings
@@ -284,17 +286,40 @@ class GoldRun:
 
 
 # --- writing ---------------------------------------------------------------------------------------
-def gate(run: GoldRun, table: str, candidate_df: DataFrame, rec: RunRecord) -> None:
-    """The gold checkpoint on the candidate rows, when the expectations package provides one."""
+def gate_facts(run: GoldRun, name: str, scope_df: DataFrame | None) -> dict[str, Any]:
+    """The cross-table facts of a mart's checkpoint (`expectations.suites.Facts`), from the
+    pinned silver state: `references` — every mart key is a silver key; `covers` — every
+    silver key is in the mart. A candidate that is the whole table (`scope_df` None: a full
+    build, or customer_360 re-derived for a new as-of) must cover all of silver; an
+    incremental candidate, the silver rows of its scope."""
+
+    def in_scope(df: DataFrame) -> DataFrame:
+        return df if scope_df is None else df.join(scope_df, list(RECIPES[name].mart.scope), "left_semi")
+
+    if name == "customer_360":
+        customers = run.new.customers.select("customer_id")
+        return {"references": {"customer_id": customers}, "covers": {"customer_id": in_scope(customers)}}
+    if name == "sessions":
+        return {"covers": {"session_id": in_scope(run.new.clickstream_events.select("session_id"))}}
+    return {}
+
+
+def gate(run: GoldRun, table: str, candidate_df: DataFrame, rec: RunRecord, *, scope_df: DataFrame | None) -> None:
+    """The `gold` checkpoint on the candidate rows, before they are written (write–audit–publish:
+    a failure raises `GateFailedError` after the alert, and the mart is left as it was)."""
+    from expectations import gate as run_gate
+
     try:
-        import expectations
-    except ImportError:
-        return
-    check = getattr(expectations, "gate", None)
-    if not callable(check):
-        return
-    try:
-        check(run.spark, run.settings, layer=LAYER, table=table, df=candidate_df, run_id=run.run_id, delta_version=None)
+        run_gate(
+            run.spark,
+            run.settings,
+            layer=LAYER,
+            table=table,
+            df=candidate_df,
+            run_id=run.run_id,
+            delta_version=None,
+            extra=gate_facts(run, table, scope_df),
+        )
     except ValidationFailedError:
         rec.checkpoint = "failed"
         raise
@@ -440,7 +465,7 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
         written = candidate is not None
         if candidate is not None:
             with timed(rec, "gate"):
-                gate(run, name, candidate, rec)
+                gate(run, name, candidate, rec, scope_df=None if as_of_moved else scope_df)
             with timed(rec, "write"):
                 if scope_df is None or as_of_moved:
                     overwrite(candidate, path)
@@ -487,42 +512,8 @@ def run(
     new = read_state(spark, pinned, {n: t.version for n, t in pinned.items()})
     console.step(f"gold: silver {_versions_text({n: t.version for n, t in pinned.items()})}")
     gold_run = GoldRun(spark, settings, run_id, pinned, new, as_of, read_progress(spark, settings))
-    records: list[RunRecord] = []
-    failures: list[tuple[str, EcomError]] = []
-    try:
+    with LayerRun(spark, settings, LAYER, run_id) as layer_run:
         for name in names:
-            rec = RunRecord(run_id=run_id, layer=LAYER, table_name=name)
-            records.append(rec)
-            try:
+            with layer_run.table(name) as rec:
                 build_mart(gold_run, rec, full_refresh=full_refresh)
-            except EcomError as exc:
-                rec.finish("failed", str(exc))
-                console.error(f"gold.{name}: {exc}")
-                failures.append((name, exc))
-            except BaseException as exc:
-                rec.finish("failed", f"{type(exc).__name__}: {exc}")
-                raise
-    finally:
-        _record(spark, settings, records)
-    if failures:
-        first = failures[0][1]
-        if len(failures) == 1:
-            raise first
-        message = "; ".join(f"{t}: {e}" for t, e in failures)
-        raise type(first)(f"gold failed for {len(failures)} marts — {message}") from first
-    return records
-
-
-def _record(spark: SparkSession, settings: Settings, records: list[RunRecord], wait_s: float = 60.0) -> None:
-    """Append to the ledger, waiting briefly when another command is appending to it."""
-    if not records:
-        return
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            record(spark, settings, *records)
-            return
-        except LockBusyError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
+    return layer_run.raise_failures()

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from core import console, db
 from core.errors import EcomError, ValidationFailedError
 from core.lake import table_path
-from core.ledger import RunRecord, record
+from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.schema import WAREHOUSE_SCHEMA
 from core.settings import Settings
@@ -251,8 +251,11 @@ def publish_table(spark: SparkSession, settings: Settings, mart: Mart, rec: RunR
     if mode == "unchanged":
         rec.rows_out = 0
     else:
-        changed = changed.cache()
-        rec.rows_out = changed.count()
+        if deleted is None:  # a full load: gold's own count, no extra pass over the rows
+            rec.rows_out = expected.rows
+        else:  # the difference feeds a count and the load: computed once
+            changed = changed.cache()
+            rec.rows_out = changed.count()
         with db.connect(settings, "publisher") as conn:
             for s in dialect.create_stage(mart.name, stage):
                 conn.exec_driver_sql(s)
@@ -317,29 +320,18 @@ def run(
     unknown = [n for n in names if n not in MARTS]
     if unknown:
         raise EcomError(f"unknown gold table(s) {', '.join(unknown)}: expected some of {', '.join(MARTS)}")
-    records: list[RunRecord] = []
-    errors: list[str] = []
-    for name in names:
-        rec = RunRecord(run_id=run_id, layer=LAYER, table_name=name)
-        records.append(rec)
-        t0 = time.monotonic()
-        try:
-            with writer_lock(settings, f"publish.{name}"):
-                publish_table(spark, settings, MARTS[name], rec, full_refresh=full_refresh)
-            rec.finish("succeeded")
-            mode = rec.details.get("mode")
-            console.ok(
-                f"publish {name}: {mode}, {rec.rows_out:,} rows staged, warehouse reconciled at "
-                f"{rec.rows_in:,} rows ({time.monotonic() - t0:.1f}s)"
-            )
-        except EcomError as exc:
-            rec.finish("failed", str(exc))
-            console.error(f"publish {name}: {exc}")
-            errors.append(f"{name}: {exc}")
-    record(spark, settings, *records)
-    if errors:
-        raise EcomError("publish failed — " + "; ".join(errors))
-    return records
+    with LayerRun(spark, settings, LAYER, run_id) as layer_run:
+        for name in names:
+            with layer_run.table(name) as rec:
+                t0 = time.monotonic()
+                with writer_lock(settings, f"publish.{name}"):
+                    publish_table(spark, settings, MARTS[name], rec, full_refresh=full_refresh)
+                rec.finish("succeeded")
+                console.ok(
+                    f"publish {name}: {rec.details.get('mode')}, {rec.rows_out:,} rows staged, warehouse "
+                    f"reconciled at {rec.rows_in:,} rows ({time.monotonic() - t0:.1f}s)"
+                )
+    return layer_run.raise_failures()
 
 
 def warehouse_counts(settings: Settings) -> dict[str, int]:

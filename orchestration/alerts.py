@@ -1,20 +1,17 @@
 """Failure alerts: every task's `on_failure_callback` POSTs one JSON message to the webhook.
 
 The URL comes from the Airflow Variable `ecom_webhook_url`, else `ECOM_WEBHOOK_URL`; only
-http(s) is accepted. The post uses the project's webhook client (`core.webhook`, or
-`generator.webhook` until it moves), imported when an alert is sent, never at parse time,
-with a timeout of at most 10 s. The callback never raises: an alert that cannot be sent is
-logged, and the task's own failure stays the story.
+http(s) is accepted. The post uses the project's webhook client (`core.webhook.post_json`),
+imported when an alert is sent, never at parse time, with one try and a timeout of at most
+10 s. The callback never raises: an alert that cannot be sent is logged, and the task's own
+failure stays the story.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
 import os
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -70,45 +67,16 @@ def _variable_url() -> str | None:
     return str(value) if value else None
 
 
-def _project_poster() -> Callable[..., Any] | None:
-    for module in ("core.webhook", "generator.webhook"):
-        try:
-            mod = __import__(module, fromlist=["post_json"])
-        except ImportError:
-            continue
-        poster = getattr(mod, "post_json", None)
-        if callable(poster):
-            return poster
-    return None
-
-
-def _stdlib_post(url: str, payload: dict[str, Any], timeout: float) -> None:
-    body = json.dumps(payload, default=str).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        response.read(1024)
-
-
 def post_alert(url: str, payload: dict[str, Any], timeout: float = TIMEOUT_S) -> None:
-    """POST the payload with the project's client when present (one try; the timeout ≤ 10 s).
+    """POST the payload with the project's webhook client (one try; the timeout ≤ 10 s).
 
     Raises when the alert was not delivered; `alert_on_failure` turns that into a log line.
     """
-    timeout = min(timeout, MAX_TIMEOUT_S)
-    poster = _project_poster()
-    if poster is None:
-        _stdlib_post(url, payload, timeout)
-        return
-    params = inspect.signature(poster).parameters
-    kwargs: dict[str, Any] = {}
-    for name in ("timeout", "timeout_s"):
-        if name in params:
-            kwargs[name] = timeout
-    if "retries" in params:
-        kwargs["retries"] = 0
-    outcome = poster(url, payload, **kwargs)
-    if outcome is not None and not outcome:  # e.g. generator.webhook's Delivery(ok=False, …)
-        raise RuntimeError(f"webhook refused the alert: {getattr(outcome, 'error', None) or outcome}")
+    from core.webhook import post_json
+
+    delivery = post_json(url, payload, timeout=min(timeout, MAX_TIMEOUT_S), retries=0)
+    if not delivery:
+        raise RuntimeError(f"webhook refused the alert: {delivery.error}")
 
 
 def alert_on_failure(context: dict[str, Any]) -> None:

@@ -70,6 +70,7 @@ def pipeline_env(pg_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         mp.setenv("ECOM_SOURCE_DB", SOURCE_DB)
         mp.setenv("ECOM_WAREHOUSE_DB", WAREHOUSE_DB)
         mp.setenv("ECOM_LAKE_ROOT", str(lake))
+        mp.setenv("ECOM_GX_ROOT", str(lake.parent / "gx"))  # checkpoint results stay out of expectations/
         mp.setenv("ECOM_SPARK_SHUFFLE_PARTITIONS", "2")
         mp.delenv("ECOM_WEBHOOK_URL", raising=False)
         for name, value in TINY_BATCH.items():

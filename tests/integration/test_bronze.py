@@ -58,7 +58,7 @@ KEYS = {"orders": "order_id", "products": "product_id", "clickstream_events": "e
 
 @pytest.fixture
 def bronze_settings(pg_settings: Settings, tmp_path: Path) -> Settings:
-    return load_settings(lake_root=str(tmp_path / "lake"), spark_shuffle_partitions=2)
+    return load_settings(lake_root=str(tmp_path / "lake"), spark_shuffle_partitions=2, gx_root=str(tmp_path / "gx"))
 
 
 @pytest.fixture

@@ -154,3 +154,57 @@ def test_ecom_validate_reads_current_tables_and_reports_missing_ones(
         assert index.exists()
     finally:
         get_settings.cache_clear()
+
+
+def test_bronze_checkpoint_rejects_a_bad_window_before_it_is_appended(
+    spark: Any, pg_settings: Any, tmp_path: Path, webhook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NULL key in the extracted window: bronze, its watermark and its version stay as they
+    were, the failure is alerted and recorded, and the next run extracts the same window."""
+    from bronze import bench
+    from bronze import job as bronze_job
+    from bronze.watermarks import read_watermark
+    from core.ledger import RunRecord
+
+    settings = pg_settings.model_copy(
+        update={
+            "lake_root": str(tmp_path / "lake"),
+            "gx_root": str(tmp_path / "gx"),
+            "webhook_url": webhook,
+            "webhook_retries": 0,
+        }
+    )
+    name = f"bronze_gate_{tmp_path.name[-8:].replace('-', '_')}"
+    target = table_path(settings, "bronze", name)
+    bench.create_table(settings, name)  # a scratch copy of shop.orders, judged by the bronze.orders suite
+    try:
+        start = bronze_job.current_horizon(settings)
+        bench.fill(settings, name, 3)
+        first = bronze_job.extract_table(spark, settings, name, run_id="bronze-good", start_at=start, suite="orders")
+        assert (first.status, first.checkpoint, first.rows_out) == ("succeeded", "passed", 3)
+        watermark = read_watermark(spark, settings, name)
+
+        bench.fill(settings, name, 2)
+        real_read = bronze_job.read_window
+
+        def read_with_null_key(*args: Any) -> Any:
+            df = real_read(*args)
+            return df.withColumn("order_id", F.when(F.col("order_id") == F.lit(4), None).otherwise(F.col("order_id")))
+
+        monkeypatch.setattr(bronze_job, "read_window", read_with_null_key)
+        rec = RunRecord(run_id="bronze-bad", layer="bronze", table_name=name)
+        with pytest.raises(ValidationFailedError, match=r"bronze\.orders.*order_id"):
+            bronze_job._extract(spark, settings, rec, full_refresh=False, suite="orders")
+        assert rec.checkpoint == "failed"
+        assert spark.read.format("delta").load(target).count() == 3  # nothing appended
+        assert bronze_job._last_commit(spark, target)[0] == first.delta_version
+        assert read_watermark(spark, settings, name) == watermark  # the window will be read again
+        assert [a["checkpoint"] for a in Hook.received] == ["bronze.orders"]
+        assert any(f["column"] == "order_id" for f in Hook.received[0]["failed"])
+
+        monkeypatch.setattr(bronze_job, "read_window", real_read)
+        again = bronze_job.extract_table(spark, settings, name, run_id="bronze-fixed", suite="orders")
+        assert (again.checkpoint, again.rows_out, again.watermark_from) == ("passed", 2, first.watermark_to)
+        assert spark.read.format("delta").load(target).where("order_id IS NULL").count() == 0
+    finally:
+        bench.drop_table(settings, name)

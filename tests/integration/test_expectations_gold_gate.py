@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -15,11 +19,11 @@ import pytest
 
 from core.errors import EcomError
 from core.lake import table_path
-from core.settings import load_settings
 
 pytestmark = pytest.mark.e2e  # the whole gold job and the runner: minutes, not seconds
 
 T0 = datetime(2025, 3, 1, 10, 0)
+MART = "customer_360"
 SESSION = "c" * 64
 
 
@@ -66,39 +70,111 @@ def silver_rows() -> dict[str, list[dict[str, Any]]]:
     }  # fmt: skip
 
 
-def test_corrupt_silver_fails_gold_checkpoint_alerts_and_never_reaches_publish(
-    spark: Any, tmp_path: Path, webhook: str, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def warehouse(pg_settings: Any) -> Iterator[Any]:
+    """Settings for a scratch warehouse database (schema gold, publisher-owned tables), dropped
+    afterwards: other tests and runs publish to ecom_dwh meanwhile."""
+    from core import dbinit
+
+    name = f"ecom_dwh_gate_{uuid.uuid4().hex[:8]}"
+    scratch = pg_settings.model_copy(update={"warehouse_db": name})
+    dbinit.init(scratch, echo=lambda _msg: None)
+    try:
+        yield scratch
+    finally:
+        with dbinit._admin_autocommit(scratch, "postgres") as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def warehouse_state(settings: Any) -> dict[str, tuple[Any, ...]]:
+    """Row count and a digest of every row, per warehouse table."""
+    from core import db
+    from gold.marts.registry import MARTS
+
+    digest = "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM gold.{} t"
+    with db.connect(settings, "publisher") as conn:
+        return {name: tuple(conn.exec_driver_sql(digest.format(name)).one()) for name in MARTS}
+
+
+def gold_versions(spark: Any, settings: Any) -> dict[str, int]:
+    from delta.tables import DeltaTable
+
+    from gold.job import last_commit
+    from gold.marts.registry import MARTS
+
+    paths = {name: table_path(settings, "gold", name) for name in MARTS}
+    return {name: last_commit(spark, path)[0] for name, path in paths.items() if DeltaTable.isDeltaTable(spark, path)}
+
+
+def test_corrupt_silver_fails_gold_checkpoint_alerts_and_leaves_gold_and_warehouse_unchanged(
+    spark: Any, tmp_path: Path, webhook: str, warehouse: Any
 ) -> None:
+    """Publish good gold once; duplicate a silver customer; `ecom run gold` (a real CLI process)
+    exits non-zero, alerts, records the failure; gold keeps its version and publish refuses the
+    failed mart, so the warehouse keeps every row it had. (customer_360 only: the other marts
+    are gated on their own, and one that passes its checkpoint is written.)"""
     silver_contracts = pytest.importorskip("silver.contracts")
-    gold_job = pytest.importorskip("gold.job")
-    publish = pytest.importorskip("gold.publish")
-    import expectations
     from core import runner
     from core.ledger import latest_runs
+    from gold import publish
 
-    settings = load_settings(lake_root=str(tmp_path / "lake"), webhook_url=webhook, webhook_retries=0)
-    for table, rows in silver_rows().items():
+    settings = warehouse.model_copy(
+        update={
+            "lake_root": str(tmp_path / "lake"),
+            "gx_root": str(tmp_path / "gx"),
+            "webhook_url": webhook,
+            "webhook_retries": 0,
+        }
+    )
+
+    def write_silver(table: str, rows: list[dict[str, Any]], mode: str) -> None:
         schema = silver_contracts.TABLES[table].schema
         spark.createDataFrame([tuple(r[f] for f in schema.fieldNames()) for r in rows], schema).write.format(
             "delta"
-        ).option("delta.enableChangeDataFeed", "true").save(table_path(settings, "silver", table))
+        ).mode(mode).option("delta.enableChangeDataFeed", "true").save(table_path(settings, "silver", table))
 
-    real_gate = expectations.gate
-    monkeypatch.setattr(expectations, "gate", lambda *a, **kw: real_gate(*a, **kw, gx_root=tmp_path / "gx"))
-    published: list[str] = []
-    monkeypatch.setattr(publish, "run", lambda *a, **kw: published.append("publish") or [])
-    monkeypatch.setattr(gold_job, "select_marts", lambda tables: ["customer_360"])  # the mart this corrupts
+    rows = silver_rows()
+    for table, table_rows in rows.items():
+        write_silver(table, table_rows[:1], "overwrite")  # good silver: customer 1 once
+    assert runner.run_layers(settings, ["gold", "publish"], tables=[MART])  # the mart the corruption breaks
+    gold_before, warehouse_before = gold_versions(spark, settings), warehouse_state(settings)
+    assert set(gold_before) == {MART} and warehouse_before[MART][0] == 1 and Hook.received == []
 
-    with pytest.raises(EcomError, match=r"gold.*customer_360"):  # `ecom run` turns this into a non-zero exit
-        runner.run_layers(settings, ["gold", "publish"])
+    write_silver("customers", rows["customers"][1:], "append")  # the corruption: customer 1 twice
+    env = {
+        **os.environ,
+        "ECOM_LAKE_ROOT": settings.lake_root,
+        "ECOM_GX_ROOT": str(settings.gx_root),
+        "ECOM_WEBHOOK_URL": webhook,
+        "ECOM_WEBHOOK_RETRIES": "0",
+        "ECOM_SPARK_MASTER": "local[2]",
+        "ECOM_SPARK_SHUFFLE_PARTITIONS": "2",
+        "GX_ANALYTICS_ENABLED": "false",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+    cli = subprocess.run(
+        [sys.executable, "-m", "core.cli", "run", "gold", "--tables", MART],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = " ".join((cli.stdout + cli.stderr).split())
+    assert cli.returncode != 0, output
+    assert "customer_360" in output and "checkpoint" in output.lower(), output
 
-    assert published == []  # the gold checkpoint gates publish
-    assert not (tmp_path / "lake" / "gold" / "customer_360" / "_delta_log").exists()  # gold left unchanged
-    assert len(Hook.received) == 1
-    alert = Hook.received[0]
-    assert alert["checkpoint"] == "gold.customer_360" and alert["run_id"].startswith("gold-")
+    assert gold_versions(spark, settings) == gold_before  # gold.customer_360 not written
+    alerts = {a["checkpoint"]: a for a in Hook.received}
+    alert = alerts["gold.customer_360"]
+    assert alert["run_id"].startswith("gold-")
     assert any(
         f["type"] == "expect_column_values_to_be_unique" and f["column"] == "customer_id" for f in alert["failed"]
     )
     runs = {(r["layer"], r["table_name"]): r for r in latest_runs(spark, settings)}
     assert runs[("gold", "customer_360")]["checkpoint"] == "failed"  # recorded in ops.runs
+
+    # the gold checkpoint gates publish: the failed mart is refused, the others are unchanged
+    with pytest.raises(EcomError, match=r"customer_360.*checkpoint"):
+        publish.run(spark, settings, run_id="publish-after-failed-gold", tables=[MART])
+    assert warehouse_state(settings) == warehouse_before

@@ -259,10 +259,18 @@ def test_incremental_runs_equal_a_full_rebuild_and_independent_recomputation(  #
     from gold.marts.registry import RECIPES
 
     gated: list[tuple[str, str]] = []
+    facts: dict[str, set[str]] = {}
 
-    def recording_gate(spark_, settings_, *, layer, table, df, run_id, delta_version) -> None:  # type: ignore[no-untyped-def]
+    def recording_gate(spark_, settings_, *, layer, table, df, run_id, delta_version, extra) -> None:  # type: ignore[no-untyped-def]
         assert delta_version is None and df.columns == RECIPES[table].mart.column_names
+        # the cross-table facts gold passes hold for a correct candidate, whole or incremental:
+        # each covers frame's keys are all in it, each of its keys is in the references frame
+        for column, frame in extra.get("covers", {}).items():
+            assert frame.join(df, column, "left_anti").count() == 0, (table, column)
+        for column, frame in extra.get("references", {}).items():
+            assert df.join(frame, column, "left_anti").count() == 0, (table, column)
         gated.append((layer, table))
+        facts.setdefault(table, set()).update(extra)
 
     monkeypatch.setattr(expectations, "gate", recording_gate, raising=False)
 
@@ -274,6 +282,12 @@ def test_incremental_runs_equal_a_full_rebuild_and_independent_recomputation(  #
         assert all(r.status == "succeeded" and r.checkpoint == "passed" for r in records)
         runs.append({r.table_name: r for r in records})
     assert gated == [("gold", name) for name in RECIPES] * 3
+    assert facts == {
+        "customer_360": {"covers", "references"},
+        "sessions": {"covers"},
+        "daily_sales": set(),
+        "product_performance": set(),
+    }
 
     assert {name: r.details["mode"] for name, r in runs[0].items()} == dict.fromkeys(RECIPES, "full")
     for step in (1, 2):
@@ -297,7 +311,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_independent_recomputation(  #
     check_independently(spark, lake_settings)
 
     # a failed gate writes nothing: neither the mart nor its progress move
-    def failing_gate(spark_, settings_, *, layer, table, df, run_id, delta_version) -> None:  # type: ignore[no-untyped-def]
+    def failing_gate(spark_, settings_, *, layer, table, df, run_id, delta_version, extra) -> None:  # type: ignore[no-untyped-def]
         raise ValidationFailedError(f"{layer}.{table}: expect_column_values_to_be_between(revenue) failed")
 
     monkeypatch.setattr(expectations, "gate", failing_gate)

@@ -213,7 +213,7 @@ def test_the_alert_timeout_is_capped_at_ten_seconds(monkeypatch: pytest.MonkeyPa
         seen.update(timeout=timeout, retries=retries)
         return True
 
-    monkeypatch.setattr(alerts, "_project_poster", lambda: poster)
+    monkeypatch.setattr("core.webhook.post_json", poster)
     alerts.post_alert("https://x.example/h", {"a": 1}, timeout=60)
     assert seen == {"timeout": 10.0, "retries": 0}
 
