@@ -16,11 +16,17 @@ from gold import publish
 from tests.integration.test_publish import MART, _daily, _warehouse, _write
 
 pytestmark = pytest.mark.reliability
+WAREHOUSE_DB = "ecom_dwh_reliability"
 
 
 @pytest.fixture
 def wh_settings(pg_settings, tmp_path):  # type: ignore[no-untyped-def]
-    return pg_settings.model_copy(update={"lake_root": str(tmp_path / "lake")})
+    """A warehouse database of its own (the integration tests use ecom_dwh's tables)."""
+    from core import dbinit
+
+    settings = pg_settings.model_copy(update={"lake_root": str(tmp_path / "lake"), "warehouse_db": WAREHOUSE_DB})
+    dbinit.init(settings, echo=lambda _msg: None)
+    return settings
 
 
 def _big_daily(spark, rows: int):  # type: ignore[no-untyped-def]
@@ -57,7 +63,7 @@ def test_kill_9_during_the_load_leaves_the_live_table_and_a_rerun_completes(spar
     before = _warehouse(wh_settings, "SELECT * FROM gold.daily_sales ORDER BY 1, 2")
     _write(_big_daily(spark, 120_000), wh_settings, "daily_sales")
 
-    env = {**os.environ, "ECOM_LAKE_ROOT": wh_settings.lake_root}
+    env = {**os.environ, "ECOM_LAKE_ROOT": wh_settings.lake_root, "ECOM_WAREHOUSE_DB": WAREHOUSE_DB}
     proc = subprocess.Popen(
         [sys.executable, "-m", "core.cli", "run", "publish", "--tables", "daily_sales", "--full-refresh"],
         env=env,
