@@ -34,7 +34,7 @@ class Figure:
     def ratio(self) -> float | None:
         if self.baseline in (None, 0):
             return None
-        return self.value / self.baseline  # type: ignore[operator]
+        return self.value / self.baseline
 
 
 @dataclass
@@ -42,29 +42,40 @@ class Report:
     profile: str
     figures: list[Figure] = field(default_factory=list)
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (figure, why it is not measured)
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    machine: dict[str, Any] = field(default_factory=lambda: machine_info())  # taken at the start
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
-        print(f"  measured: {figure.name} = {figure.value:,.2f} {figure.unit}", flush=True)
+        print(f"  measured: {self.row(figure)}", flush=True)  # the whole row: a stopped run keeps it
         return figure
+
+    def skip(self, name: str, why: str) -> None:
+        """A figure this profile does not measure; the report says so and why."""
+        self.skipped.append((name, why))
+        print(f"  not measured: {name} — {why}", flush=True)
 
     def markdown(self) -> str:
         lines = [
             f"# ecom lakehouse benchmarks — profile `{self.profile}`",
             "",
-            machine_header(),
+            machine_header(self.machine),
             "",
             "| figure | value | baseline (same run) | ratio | goal | met |",
             "|---|---:|---:|---:|---|---|",
         ]
-        for f in self.figures:
-            base = "" if f.baseline is None else f"{f.baseline:,.2f} {f.unit} ({f.baseline_name})"
-            ratio = "" if f.ratio is None else f"{f.ratio:.2f}×"
-            met = "" if f.met is None else ("met" if f.met else "**not met**")
-            lines.append(f"| {f.name} | {f.value:,.2f} {f.unit} | {base} | {ratio} | {f.goal or ''} | {met} |")
+        lines += [self.row(f) for f in self.figures]
         notes = [f"- {f.name}: {f.note}" for f in self.figures if f.note]
+        notes += [f"- {name}: not measured in this profile — {why}" for name, why in self.skipped]
         return "\n".join(lines + (["", *notes] if notes else []))
+
+    @staticmethod
+    def row(f: Figure) -> str:
+        base = "" if f.baseline is None else f"{f.baseline:,.2f} {f.unit} ({f.baseline_name})"
+        ratio = "" if f.ratio is None else f"{f.ratio:.2f}×"
+        met = "" if f.met is None else ("met" if f.met else "**not met**")
+        return f"| {f.name} | {f.value:,.2f} {f.unit} | {base} | {ratio} | {f.goal or ''} | {met} |"
 
     def save(self) -> Path:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -73,9 +84,10 @@ class Report:
         body = {
             "profile": self.profile,
             "started": self.started,
-            "machine": machine_info(),
+            "machine": self.machine,
             "figures": [asdict(f) | {"ratio": f.ratio} for f in self.figures],
             "curves": self.curves,
+            "skipped": [{"name": n, "why": w} for n, w in self.skipped],
         }
         path.write_text(json.dumps(body, indent=2))
         if self.curves:
@@ -121,14 +133,14 @@ def machine_info() -> dict[str, Any]:
         "pyspark": pyspark.__version__,
         "java": java[0] if java else "?",
         "os": platform.platform(),
+        "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
 
 
-def machine_header() -> str:
-    m = machine_info()
+def machine_header(m: dict[str, Any]) -> str:
     return (
         f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
-        f"PySpark {m['pyspark']}, {m['java']}"
+        f"PySpark {m['pyspark']}, {m['java']}; load average at start {m['load_average']}"
     )
 
 

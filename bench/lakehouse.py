@@ -1,0 +1,130 @@
+"""A whole pipeline on isolated databases and a temporary lake, grown in history steps.
+
+The pipeline cases of one run share it (`shared(profile)`), so the history is generated and
+loaded once: the incremental cycle needs it at 1× and 10×, gold and DuckDB read its silver,
+the checkpoint shares come from the records of its runs. Layers run in this process's one
+Spark session, through the same `job.run` functions `core.runner` calls.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from bench.env import bench_spark, isolated
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from core.ledger import RunRecord
+
+CHANGE_SHARE = 0.01  # an incremental cycle's new rows: 1% of the 1× history's volumes
+CHANGE_WINDOW = timedelta(hours=1)  # simulated time of a cycle's batch (status moves scale with it)
+VOLUMES = ("customers", "products", "orders", "events")
+
+
+@dataclass
+class LayerRunTime:
+    """One layer run: its wall time and its per-table records."""
+
+    layer: str
+    seconds: float
+    records: list[RunRecord]
+
+
+@dataclass
+class Cycle:
+    """One timed generator batch → bronze → silver → gold → publish."""
+
+    seconds: float
+    rows: int  # source rows the batch wrote (inserted + updated)
+    steps: dict[str, float]
+
+
+@dataclass
+class Lakehouse:
+    settings: Settings
+    base: dict[str, int]  # the 1× history's volumes
+    history: int = 0  # 1× steps loaded so far
+    history_rows: int = 0  # source rows written so far (history and cycles)
+    runs: dict[str, list[LayerRunTime]] = field(default_factory=dict)  # phase → layer runs
+
+    @property
+    def spark(self) -> SparkSession:
+        return bench_spark(self.settings)
+
+    def generate(self, scale: float, window: timedelta | None = None) -> int:
+        """One generator batch of `scale` × the 1× volumes; the source rows it wrote."""
+        from generator.simulate import Spec
+        from generator.stream import run_batch
+
+        n = {k: max(1, math.ceil(v * scale)) for k, v in self.base.items()}
+        spec = Spec(customers=n["customers"], products=n["products"], orders=n["orders"], events=n["events"])
+        if window is not None:
+            spec = replace(spec, window=window)
+        rows = run_batch(self.settings, spec).rows
+        self.history_rows += rows
+        return rows
+
+    def run_layer(self, layer: str, phase: str, *, full_refresh: bool = False) -> LayerRunTime:
+        """Run one layer as `ecom run <layer>` does (its `job.run`), recorded under `phase`."""
+        from core import runner
+        from core.ledger import new_run_id
+
+        module = runner.job_module(layer)
+        spark = self.spark
+        t0 = time.perf_counter()
+        records = module.run(spark, self.settings, run_id=new_run_id(layer), full_refresh=full_refresh)
+        timing = LayerRunTime(layer, time.perf_counter() - t0, records)
+        self.runs.setdefault(phase, []).append(timing)
+        return timing
+
+    def run_pipeline(self, phase: str) -> dict[str, float]:
+        from core.runner import ORDER
+
+        return {layer: self.run_layer(layer, phase).seconds for layer in ORDER}
+
+    def grow_to(self, multiple: int) -> None:
+        """Bring the history to `multiple` × the base volumes: one batch and one pipeline run."""
+        from core import console
+
+        if self.history >= multiple:
+            return
+        console.step(f"bench: loading history from {self.history}× to {multiple}× the base volumes")
+        self.generate(multiple - self.history)
+        self.run_pipeline("history")
+        self.history = multiple
+
+    def cycle(self) -> Cycle:
+        """Time one incremental cycle: a 1% batch, then every layer."""
+        t0 = time.perf_counter()
+        rows = self.generate(CHANGE_SHARE, CHANGE_WINDOW)
+        steps = {"generator": time.perf_counter() - t0, **self.run_pipeline("cycle")}
+        return Cycle(time.perf_counter() - t0, rows, steps)
+
+    def layer_runs(self, phase: str, layer: str) -> list[LayerRunTime]:
+        return [r for r in self.runs.get(phase, []) if r.layer == layer]
+
+
+_SHARED: dict[str, Lakehouse] = {}
+_STACK = ExitStack()
+
+
+def shared(profile: dict[str, Any]) -> Lakehouse:
+    """The run's lakehouse for this profile (created on first use, closed by `close_shared`)."""
+    name = profile["name"]
+    if name not in _SHARED:
+        settings = _STACK.enter_context(isolated("pipeline"))
+        _SHARED[name] = Lakehouse(settings, {k: int(profile["history"][k]) for k in VOLUMES})
+    return _SHARED[name]
+
+
+def close_shared() -> None:
+    """Drop every shared lakehouse's databases and lake."""
+    _SHARED.clear()
+    _STACK.close()

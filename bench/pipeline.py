@@ -1,0 +1,246 @@
+"""The pipeline cases: they share one growing lakehouse (`bench.lakehouse.shared`).
+
+Run in this order (as `CASES` lists them): the incremental cycle needs the history at 1×
+before anything grows it; the others read whatever history is loaded by then.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import TYPE_CHECKING, Any
+
+from bench.lakehouse import CHANGE_SHARE, CHANGE_WINDOW, Lakehouse, shared
+from bench.report import Figure, Report
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from core.ledger import RunRecord
+
+HISTORY = (1, 10)  # the incremental cycle's two points, in multiples of the 1× history
+
+
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
+def incremental_cycle(report: Report, profile: dict[str, Any]) -> None:
+    """Incremental cycle (1% change: generator → bronze → silver → gold → publish) at 1× and 10× history."""
+    lh = shared(profile)
+    if lh.history > HISTORY[0]:
+        raise RuntimeError(f"the shared lakehouse already holds {lh.history}× history: run this case first")
+    medians: dict[int, float] = {}
+    notes = []
+    for multiple in HISTORY:
+        lh.grow_to(multiple)
+        cycles = [lh.cycle() for _ in range(profile["cycle_repeats"])]
+        medians[multiple] = statistics.median(c.seconds for c in cycles)
+        steps = {k: statistics.median(c.steps[k] for c in cycles) for k in cycles[0].steps}
+        report.curves.setdefault("incremental cycle (1% change)", []).append((lh.history_rows, medians[multiple]))
+        notes.append(
+            f"{multiple}× = {lh.history_rows:,} source rows: cycles {_seconds([c.seconds for c in cycles])} s, "
+            f"{statistics.median(c.rows for c in cycles):,.0f} changed rows; median steps "
+            + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
+        )
+    one, ten = medians[HISTORY[0]], medians[HISTORY[1]]
+    report.add(
+        Figure(
+            f"incremental cycle at {HISTORY[1]}× history (1% change)",
+            ten,
+            "s",
+            baseline=one,
+            baseline_name=f"same cycle at {HISTORY[0]}× history",
+            goal="≤ 1.3× the 1× time",
+            met=ten <= 1.3 * one,
+            note=f"change = {CHANGE_SHARE:.0%} of the 1× volumes over {CHANGE_WINDOW}, in every cycle; "
+            + "; ".join(notes),
+        )
+    )
+
+
+def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
+    """Incremental gold (after a 1% change) vs a full gold rebuild on the same silver."""
+    lh = shared(profile)
+    lh.grow_to(HISTORY[-1])
+    incremental, full, modes = [], [], set()
+    for _ in range(profile["gold_repeats"]):
+        lh.generate(CHANGE_SHARE, CHANGE_WINDOW)
+        lh.run_layer("bronze", "gold-bench")
+        lh.run_layer("silver", "gold-bench")
+        inc = lh.run_layer("gold", "gold-incremental")
+        modes |= {str(rec.details.get("mode")) for rec in inc.records}
+        incremental.append(inc.seconds)
+        full.append(lh.run_layer("gold", "gold-full", full_refresh=True).seconds)
+    orders = silver_count(lh, "orders")
+    inc_s, full_s = statistics.median(incremental), statistics.median(full)
+    report.add(
+        Figure(
+            "incremental gold (1% change)",
+            inc_s,
+            "s",
+            baseline=full_s,
+            baseline_name="full gold rebuild",
+            goal="≤ 0.2× the full rebuild",
+            met=inc_s <= 0.2 * full_s,
+            note=f"silver holds {orders:,} orders; incremental {_seconds(incremental)} s (marts' modes: "
+            f"{', '.join(sorted(modes))}), full {_seconds(full)} s",
+        )
+    )
+
+
+def silver_count(lh: Lakehouse, table: str) -> int:
+    from core.lake import table_path
+
+    return int(lh.spark.read.format("delta").load(table_path(lh.settings, "silver", table)).count())
+
+
+# --- gold SQL: Spark vs DuckDB -------------------------------------------------------------------------
+DAILY_SALES_SOURCES = {
+    "orders": ["order_id", "customer_id", "status", "order_ts"],
+    "order_items": ["order_id", "product_id", "quantity", "unit_price", "discount_amount"],
+    "products": ["product_id", "category"],
+}
+# gold.daily_sales (gold/marts/daily_sales.py and common.py) said in DuckDB's SQL.
+DAILY_SALES_SQL = """
+WITH o AS (
+    SELECT order_id, customer_id, status, CAST(order_ts AS DATE) AS order_date,
+           coalesce(lower(status) NOT IN ('cancelled', 'returned'), false) AS is_net
+    FROM orders
+), first_orders AS (
+    SELECT customer_id, min(CAST(order_ts AS DATE)) AS first_order_date
+    FROM orders WHERE customer_id IS NOT NULL GROUP BY customer_id
+), lines AS (
+    SELECT i.order_id, o.customer_id, o.status, o.order_date, o.is_net, i.quantity,
+           CAST(i.quantity * i.unit_price - coalesce(i.discount_amount, 0) AS DECIMAL(18, 2)) AS line_amount,
+           coalesce(p.category, 'unknown') AS category, f.first_order_date
+    FROM order_items i
+    JOIN o ON o.order_id = i.order_id
+    LEFT JOIN products p ON p.product_id = i.product_id
+    LEFT JOIN first_orders f ON f.customer_id = o.customer_id
+), daily AS (
+    SELECT order_date AS sales_date, category,
+           count(DISTINCT CASE WHEN is_net THEN order_id END) AS orders,
+           coalesce(sum(CASE WHEN is_net THEN quantity END), 0) AS units,
+           coalesce(sum(CASE WHEN is_net THEN line_amount END), 0) AS revenue,
+           count(DISTINCT CASE WHEN is_net AND first_order_date = order_date THEN customer_id END) AS new_customers,
+           count(DISTINCT CASE WHEN is_net AND first_order_date < order_date THEN customer_id END)
+               AS returning_customers,
+           count(DISTINCT CASE WHEN lower(status) = 'cancelled' THEN order_id END) AS cancelled_orders,
+           count(DISTINCT CASE WHEN lower(status) = 'returned' THEN order_id END) AS returned_orders
+    FROM lines GROUP BY order_date, category
+)
+SELECT *, CASE WHEN orders > 0 THEN round(revenue / orders, 2) END AS avg_order_value FROM daily
+"""
+
+
+def spark_daily_sales(spark: SparkSession, paths: dict[str, str]) -> tuple[int, float]:
+    """The daily_sales mart's own transform on silver: (rows, Σ revenue)."""
+    from gold.marts.daily_sales import build_daily_sales
+
+    frames = {name: spark.read.format("delta").load(path) for name, path in paths.items()}
+    rows = build_daily_sales(frames["orders"], frames["order_items"], frames["products"]).collect()
+    return len(rows), float(sum(r.revenue for r in rows))
+
+
+def duckdb_daily_sales(paths: dict[str, str]) -> tuple[int, float]:
+    """The same aggregation in DuckDB over the silver tables read by `deltalake` into Arrow."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    # Only what is bundled: DuckDB must never fetch an extension.
+    conn = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        conn.execute("SET TimeZone = 'UTC'")  # dates of UTC timestamps, as Spark's session time zone
+        for name, path in paths.items():
+            conn.register(name, DeltaTable(path).to_pyarrow_table(columns=DAILY_SALES_SOURCES[name]))
+        rows = conn.execute(DAILY_SALES_SQL).fetchall()
+    finally:
+        conn.close()
+    return len(rows), float(sum(r[4] for r in rows))
+
+
+def gold_sql_vs_duckdb(report: Report, profile: dict[str, Any]) -> None:
+    """gold.daily_sales on Spark vs the same SQL in DuckDB (silver read by deltalake into Arrow)."""
+    from core.lake import table_path
+
+    lh = shared(profile)
+    lh.grow_to(HISTORY[0])
+    spark = lh.spark
+    paths = {name: table_path(lh.settings, "silver", name) for name in DAILY_SALES_SOURCES}
+    spark_daily_sales(spark, paths)  # warm-up, not timed: both sides then read warm files
+    duckdb_daily_sales(paths)
+    spark_s, duck_s = [], []
+    for _ in range(profile["repeats"]):
+        t0 = time.perf_counter()
+        spark_result = spark_daily_sales(spark, paths)
+        spark_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        duck_result = duckdb_daily_sales(paths)
+        duck_s.append(time.perf_counter() - t0)
+    same = spark_result[0] == duck_result[0] and abs(spark_result[1] - duck_result[1]) < 0.005
+    spark_m, duck_m = statistics.median(spark_s), statistics.median(duck_s)
+    report.add(
+        Figure(
+            "gold SQL (daily_sales) on Spark",
+            spark_m,
+            "s",
+            baseline=duck_m,
+            baseline_name="DuckDB on deltalake Arrow",
+            goal="≤ 10× DuckDB",
+            met=spark_m <= 10 * duck_m,
+            note=f"{silver_count(lh, 'orders'):,} silver orders; Spark {_seconds(spark_s)} s, DuckDB "
+            f"{_seconds(duck_s)} s (each: Delta read + aggregation); results "
+            + (
+                f"agree ({spark_result[0]:,} rows, Σ revenue {spark_result[1]:,.2f})"
+                if same
+                else f"DIFFER: Spark {spark_result}, DuckDB {duck_result}"
+            ),
+        )
+    )
+
+
+# --- checkpoint shares ---------------------------------------------------------------------------------
+PHASES = {"history": "history load", "cycle": "1% cycle"}
+GATED_LAYERS = ("bronze", "silver", "gold")
+
+
+def gate_seconds(rec: RunRecord) -> float | None:
+    """A table's checkpoint seconds as its layer records them: `details.timings.gate` (gold)
+    or `details.gate_s` (bronze, silver); None when not recorded."""
+    found = rec.details.get("timings", {}).get("gate", rec.details.get("gate_s"))
+    return None if found is None else float(found)
+
+
+def checkpoint_share(report: Report, profile: dict[str, Any]) -> None:
+    """Checkpoint time as a share of each layer's time (from the runs' RunRecord.details timings)."""
+    lh = shared(profile)
+    lh.grow_to(HISTORY[0])
+    if not lh.runs.get("cycle"):
+        lh.cycle()
+    for phase, label in PHASES.items():
+        for layer in GATED_LAYERS:
+            runs = lh.layer_runs(phase, layer)
+            records = [rec for run in runs for rec in run.records]
+            layer_s = sum(run.seconds for run in runs)
+            gated = [rec for rec in records if rec.checkpoint]
+            gate_s = sum(gate_seconds(rec) or 0.0 for rec in records)
+            if not gated:
+                note = f"`ecom run {layer}` ran no checkpoint in {len(runs)} run(s): nothing to measure"
+            elif all(gate_seconds(rec) is None for rec in gated):
+                note = f"{layer} records no checkpoint time in RunRecord.details: unknown"
+            else:
+                note = f"{len(gated)} checkpoint(s) over {len(runs)} run(s)"
+            measured = bool(gated) and gate_s > 0
+            report.add(
+                Figure(
+                    f"{layer} checkpoint time ({label})",
+                    gate_s,
+                    "s",
+                    baseline=layer_s,
+                    baseline_name=f"whole {layer} layer",
+                    goal="≤ 25% of the layer" if measured else None,
+                    met=gate_s <= 0.25 * layer_s if measured else None,
+                    note=note,
+                )
+            )
