@@ -67,6 +67,9 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.default.parallelism": str(max(2, settings.spark_shuffle_partitions)),
+        # Delta rebuilds a table's state from its log in 50 tasks by default: on a few cores the
+        # first read of every small table (ledger, watermarks, progress) then costs seconds.
+        "spark.databricks.delta.snapshotPartitions": str(max(2, settings.spark_shuffle_partitions)),
         "spark.sql.adaptive.enabled": "true",
         "spark.ui.enabled": str(settings.spark_ui).lower(),
         "spark.ui.showConsoleProgress": "false",

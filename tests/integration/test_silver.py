@@ -164,20 +164,6 @@ def run_silver(spark, scenario: Scenario, label: str, as_of: datetime, *, keep: 
         scenario.snapshots[label] = snapshot(spark, scenario.settings)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def few_delta_snapshot_partitions(spark) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    """Delta rebuilds a table's state in 50 tasks by default: on local[2] the first read of each
-    small table then costs seconds. Two are plenty here (performance only; restored after)."""
-    key = "spark.databricks.delta.snapshotPartitions"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, "2")
-    yield
-    if before is None:
-        spark.conf.unset(key)
-    else:
-        spark.conf.set(key, before)
-
-
 @pytest.fixture(scope="module")
 def scenario(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:  # type: ignore[no-untyped-def]
     import expectations

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,20 +33,6 @@ pytestmark = pytest.mark.integration
 
 HORIZON_WAIT_S = 120
 EVENTS = "clickstream_events"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def few_delta_snapshot_partitions(spark) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    """Delta rebuilds a table's state in 50 tasks by default: on local[2] the first read of each
-    small table then costs seconds. Two are plenty here (performance only; restored after)."""
-    key = "spark.databricks.delta.snapshotPartitions"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, "2")
-    yield
-    if before is None:
-        spark.conf.unset(key)
-    else:
-        spark.conf.set(key, before)
 
 
 @pytest.fixture
