@@ -182,8 +182,6 @@ def publish_rate(report: Report, profile: dict[str, Any]) -> None:
             )
         )
         df.write.format("delta").mode("overwrite").save(table_path(settings, "gold", mart.name))
-        rec = RunRecord(new_run_id("bench"), "publish", mart.name)
-        ours, _ = timed(partial(publish.publish_table, spark, settings, mart, rec, full_refresh=True))
         bare = spark.read.format("delta").load(table_path(settings, "gold", mart.name))
         writer = (
             bare.write.format("jdbc")
@@ -191,7 +189,18 @@ def publish_rate(report: Report, profile: dict[str, Any]) -> None:
             .option("batchsize", str(settings.jdbc_batchsize))
             .mode("overwrite")
         )
-        raw, _ = timed(writer.save)
+
+        def ours_once() -> float:
+            rec = RunRecord(new_run_id("bench"), "publish", mart.name)
+            return timed(partial(publish.publish_table, spark, settings, mart, rec, full_refresh=True))[0]
+
+        # The first run of each in a JVM pays for code generation: one untimed warm-up each,
+        # then alternate, so both figures are the same JVM's steady state (medians).
+        cold = ours_once()
+        timed(writer.save)
+        samples = [(ours_once(), timed(writer.save)[0]) for _ in range(profile["repeats"])]
+        ours = statistics.median(o for o, _ in samples)
+        raw = statistics.median(r for _, r in samples)
     report.add(
         Figure(
             "publish rows/s into PostgreSQL",
@@ -201,7 +210,8 @@ def publish_rate(report: Report, profile: dict[str, Any]) -> None:
             baseline_name="bare Spark JDBC write",
             goal="≥ 45,000 rows/s",
             met=rows / ours >= 45_000,
-            note=f"{rows:,} rows: publish {ours:.1f}s (stage, apply, reconcile), bare write {raw:.1f}s",
+            note=f"{rows:,} rows: publish {ours:.1f}s (stage, apply, reconcile), bare write {raw:.1f}s "
+            f"(medians of {profile['repeats']}, warm JVM; the first publish in a fresh JVM took {cold:.1f}s)",
         )
     )
 
