@@ -13,7 +13,6 @@ process and Spark session) on databases of its own and a temporary lake:
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 
 from core.schema import SOURCE_SCHEMA, SOURCE_TABLES
+from tests.support import command_env, fresh_source
 
 pytestmark = pytest.mark.e2e
 
@@ -65,24 +65,13 @@ def source_versions(settings: Any) -> dict[str, dict[int, str]]:
 @pytest.fixture(scope="module")
 def pipeline(pg_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, str]]:
     """Databases of its own (emptied), a temporary lake, and the environment the commands get."""
-    from core import db, dbinit
     from core.settings import load_settings
 
     settings = load_settings(source_db=SOURCE_DB, warehouse_db=WAREHOUSE_DB)
-    dbinit.init(settings, echo=lambda _msg: None)
-    with db.connect(settings, "admin", settings.source_db) as conn:
-        conn.exec_driver_sql(
-            f"TRUNCATE {', '.join(f'{SOURCE_SCHEMA}.{t}' for t in TABLES)}, sim.defects, sim.batches CASCADE"
-        )
+    fresh_source(settings)
     tmp = tmp_path_factory.mktemp("cli-pipeline")
     settings = settings.model_copy(update={"lake_root": str(tmp / "lake"), "gx_root": str(tmp / "gx")})
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ECOM_")},
-        "ECOM_SOURCE_DB": SOURCE_DB,
-        "ECOM_WAREHOUSE_DB": WAREHOUSE_DB,
-        "ECOM_LAKE_ROOT": settings.lake_root,
-        "ECOM_GX_ROOT": str(settings.gx_root),
-    }
+    env = command_env(settings)
     return settings, env
 
 

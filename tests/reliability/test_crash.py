@@ -28,8 +28,9 @@ from typing import Any
 
 import pytest
 
-from core.schema import SOURCE_SCHEMA, SOURCE_TABLES
+from core.schema import SOURCE_TABLES
 from tests.reliability.conftest import OUTCOMES, Outcome
+from tests.support import command_env, fresh_source
 
 pytestmark = pytest.mark.reliability
 
@@ -54,16 +55,13 @@ KILL_WAIT_S = 300
 def world(pg_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Its own source and warehouse databases with one generated batch (defects included)."""
     from bronze.job import current_horizon
-    from core import db, dbinit
+    from core import db
     from core.settings import load_settings
     from generator.simulate import Spec
     from generator.stream import run_batch
 
     settings = load_settings(source_db=SOURCE_DB, warehouse_db=WAREHOUSE_DB, spark_shuffle_partitions=2)
-    dbinit.init(settings, echo=lambda _msg: None)
-    with db.connect(settings, "admin", settings.source_db) as conn:
-        tables = ", ".join(f"{SOURCE_SCHEMA}.{t}" for t in SOURCE_TABLES)
-        conn.exec_driver_sql(f"TRUNCATE {tables}, sim.defects, sim.batches CASCADE")
+    fresh_source(settings)
     run_batch(settings, Spec(customers=60, products=20, orders=200, events=2500, seed=21, defect_rate=0.05))
     run_batch(settings, Spec(customers=20, products=5, orders=150, events=1500, seed=22, defect_rate=0.05))
     with db.connect(settings, "admin", settings.source_db) as conn:
@@ -88,15 +86,7 @@ def run_in_process(spark: Any, settings: Any, layer: str) -> list[Any]:
 
 
 def env_for(settings: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOM_")}
-    env.update(
-        ECOM_SOURCE_DB=SOURCE_DB,
-        ECOM_WAREHOUSE_DB=WAREHOUSE_DB,
-        ECOM_LAKE_ROOT=settings.lake_root,
-        ECOM_GX_ROOT=str(settings.gx_root),
-        ECOM_SPARK_SHUFFLE_PARTITIONS="2",
-    )
-    return env
+    return command_env(settings, ECOM_SPARK_SHUFFLE_PARTITIONS="2")
 
 
 # --- observing a run from outside ----------------------------------------------------------------

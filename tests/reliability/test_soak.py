@@ -26,6 +26,7 @@ import pytest
 
 from core.schema import SOURCE_SCHEMA, SOURCE_TABLES
 from tests.reliability.conftest import OUTCOMES, Outcome
+from tests.support import command_env, fresh_source
 
 pytestmark = pytest.mark.soak
 
@@ -41,24 +42,15 @@ STREAM = [
 def test_soak_streaming_while_cycles_run_loses_nothing(spark: Any, pg_settings: Any, tmp_path: Path) -> None:
     from pyspark.sql import functions as F
 
-    from core import db, dbinit
+    from core import db
     from core.lake import table_path
     from core.settings import load_settings
     from silver.contracts import TABLES
 
     settings = load_settings(source_db=SOURCE_DB, warehouse_db=WAREHOUSE_DB)
-    dbinit.init(settings, echo=lambda _msg: None)
-    with db.connect(settings, "admin", settings.source_db) as conn:
-        tables = ", ".join(f"{SOURCE_SCHEMA}.{t}" for t in SOURCE_TABLES)
-        conn.exec_driver_sql(f"TRUNCATE {tables}, sim.defects, sim.batches CASCADE")
+    fresh_source(settings)
     settings = settings.model_copy(update={"lake_root": str(tmp_path / "lake"), "gx_root": str(tmp_path / "gx")})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOM_")}
-    env.update(
-        ECOM_SOURCE_DB=SOURCE_DB,
-        ECOM_WAREHOUSE_DB=WAREHOUSE_DB,
-        ECOM_LAKE_ROOT=settings.lake_root,
-        ECOM_GX_ROOT=str(settings.gx_root),
-    )
+    env = command_env(settings)
 
     def cycle(n: int) -> float:
         t0 = time.monotonic()
