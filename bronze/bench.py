@@ -62,19 +62,9 @@ def fill(settings: Settings, name: str, rows: int) -> float:
 
 def _window_df(spark: SparkSession, settings: Settings, name: str, start: int) -> DataFrame:
     """The extraction's partitioned JDBC read of the scratch table, as bronze plans it."""
-    from bronze.extract import partition_plan
-    from bronze.job import MIN_ROWS_PER_PARTITION, describe_source, plan_window, read_window
+    from bronze.job import plan_read, read_window
 
-    live = describe_source(settings, name)
-    window, stats = plan_window(settings, live, start)
-    plan = partition_plan(
-        stats.row_count,
-        live.key,
-        stats.min_key,
-        stats.max_key,
-        max_partitions=settings.jdbc_partitions,
-        min_rows_per_partition=MIN_ROWS_PER_PARTITION,
-    )
+    live, window, _, plan = plan_read(settings, name, start)
     return read_window(spark, settings, live, window, plan)
 
 

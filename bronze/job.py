@@ -123,6 +123,21 @@ def current_horizon(settings: Settings) -> int:
         return int(conn.exec_driver_sql(horizon_sql(settings.dialect)).scalar_one())
 
 
+def plan_read(settings: Settings, table: str, lower: int) -> tuple[LiveTable, Window, WindowStats, PartitionPlan]:
+    """The live table, its window from `lower` to the safe horizon now, and the JDBC partitions."""
+    live = describe_source(settings, table)
+    window, stats = plan_window(settings, live, lower)
+    plan = partition_plan(
+        stats.row_count,
+        live.key,
+        stats.min_key,
+        stats.max_key,
+        max_partitions=settings.jdbc_partitions,
+        min_rows_per_partition=MIN_ROWS_PER_PARTITION,
+    )
+    return live, window, stats, plan
+
+
 def plan_window(settings: Settings, live: LiveTable, lower: int) -> tuple[Window, WindowStats]:
     """Take the safe horizon now, then count the window and find its key bounds."""
     dialect = settings.dialect
@@ -311,16 +326,7 @@ def _extract(
         )
 
         t_plan = time.monotonic()
-        live = describe_source(settings, table)
-        window, stats = plan_window(settings, live, lower)
-        plan = partition_plan(
-            stats.row_count,
-            live.key,
-            stats.min_key,
-            stats.max_key,
-            max_partitions=settings.jdbc_partitions,
-            min_rows_per_partition=MIN_ROWS_PER_PARTITION,
-        )
+        live, window, stats, plan = plan_read(settings, table, lower)
         rec.watermark_from, rec.watermark_to = str(window.lower), str(window.upper)
         rec.details.update(
             source=source,
