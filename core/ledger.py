@@ -60,6 +60,16 @@ class RunRecord:
         self.seconds = round(time.monotonic() - self._t0, 3)
         return self
 
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the seconds a phase of this table's run took to `details.timings[name]`."""
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            timings = self.details.setdefault("timings", {})
+            timings[name] = round(timings.get(name, 0.0) + time.monotonic() - t0, 2)
+
     def row(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("_t0")

@@ -32,9 +32,7 @@ failure writes nothing for that mart, and `ecom run all` stops before publish.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import reduce
@@ -366,17 +364,6 @@ def last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
     return int(row.version), dict(row.operationMetrics or {})
 
 
-@contextmanager
-def timed(rec: RunRecord, phase: str) -> Iterator[None]:
-    """Record the seconds a phase of a mart took in `details.timings`."""
-    t0 = time.monotonic()
-    try:
-        yield
-    finally:
-        timings = rec.details.setdefault("timings", {})
-        timings[phase] = round(timings.get(phase, 0.0) + time.monotonic() - t0, 2)
-
-
 def _versions_text(versions: dict[str, int]) -> str:
     return ",".join(f"{name}={v}" for name, v in versions.items())
 
@@ -416,16 +403,16 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
     recipe = RECIPES[name]
     path = table_path(run.settings, LAYER, name)
     with writer_lock(run.settings, f"{LAYER}.{name}"):
-        with timed(rec, "plan"):
+        with rec.phase("plan"):
             mode, reason, start = plan(run, name, full_refresh=full_refresh)
         scope_df = None
         if start is not None:
             try:
-                with timed(rec, "changes"):
+                with rec.phase("changes"):
                     changes, old, counts = run.changes_since(start)
                 rec.details["changed_silver_keys"] = counts
                 if any(counts.values()):
-                    with timed(rec, "scope"):
+                    with rec.phase("scope"):
                         scope_df = run.materialize(recipe.scope(changes, old, run.new))
                         rec.details["scope_keys"] = scope_df.count()
                 else:
@@ -449,7 +436,7 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
             and _as_of_date(run.progress[name].as_of) != _as_of_date(as_of)
         )
         candidate = None
-        with timed(rec, "compute"):
+        with rec.phase("compute"):
             if scope_df is None:
                 candidate = run.materialize(recipe.build(run.new, as_of))
             elif as_of_moved:
@@ -464,9 +451,9 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
                 rec.rows_in = candidate.count()
         written = candidate is not None
         if candidate is not None:
-            with timed(rec, "gate"):
+            with rec.phase("gate"):
                 gate(run, name, candidate, rec, scope_df=None if as_of_moved else scope_df)
-            with timed(rec, "write"):
+            with rec.phase("write"):
                 if scope_df is None or as_of_moved:
                     overwrite(candidate, path)
                 else:
@@ -483,7 +470,7 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
         # progress: recorded with the run in ops.runs (a crash before that replays the same changes)
         rec.details[PROGRESS_KEY] = run.versions
         rec.details["silver_table_ids"] = {t: p.table_id for t, p in run.pinned.items()}
-        with timed(rec, "register"):
+        with rec.phase("register"):
             register_table(run.spark, run.settings, LAYER, name)
     rec.finish("succeeded", None if written else "no silver changes touch this mart")
     console.ok(

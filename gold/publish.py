@@ -9,7 +9,8 @@ Per table:
 3. one database transaction applies the stage to the live table (full: delete all + insert;
    incremental: upsert + delete vanished keys) and, before committing, reconciles the live
    table against gold: row count and an order-independent checksum of the key and money
-   columns. A mismatch rolls back: readers keep seeing the previous live table.
+   columns (gold's side observed in the staging pass itself for a full load, a pass of its
+   own otherwise). A mismatch rolls back: readers keep seeing the previous live table.
 
 The gold checkpoint gates publish: if gold's latest run of a table failed, it is not published.
 SQL Server gets `UPDATE … FROM` + `INSERT … WHERE NOT EXISTS` under SERIALIZABLE, not MERGE.
@@ -18,9 +19,10 @@ SQL Server gets `UPDATE … FROM` + `INSERT … WHERE NOT EXISTS` under SERIALIZ
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -36,7 +38,7 @@ from gold.marts.registry import MARTS
 from gold.warehouse import NESTED
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 LAYER = "publish"
 
@@ -70,17 +72,29 @@ class Checksum:
     key_hash: int
     money: tuple[Decimal, ...]
 
+    @classmethod
+    def of(cls, values: Sequence[Any]) -> Checksum:
+        """From (count, key hash, Σ money…), as Spark or the warehouse returns them."""
+        return cls(int(values[0]), int(values[1] or 0), tuple(Decimal(v or 0) for v in values[2:]))
 
-def spark_checksum(df: DataFrame, mart: Mart) -> Checksum:
+
+def checksum_columns(mart: Mart) -> list[Column]:
     """Count, Σ of the first 32 bits of md5(key) and Σ of each money column (order-independent)."""
     from pyspark.sql import functions as F
 
     key = F.concat_ws("|", *[F.col(k).cast("string") for k in mart.key])
-    aggs = [F.count(F.lit(1)), F.sum(F.conv(F.substring(F.md5(key), 1, 8), 16, 10).cast("bigint"))]
-    aggs += [F.sum(F.col(c)) for c in money_columns(mart)]
-    row = df.agg(*aggs).first()
+    aggs = [
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(F.conv(F.substring(F.md5(key), 1, 8), 16, 10).cast("bigint")).alias("key_hash"),
+    ]
+    return aggs + [F.sum(F.col(c)).alias(f"sum_{c}") for c in money_columns(mart)]
+
+
+def spark_checksum(df: DataFrame, mart: Mart) -> Checksum:
+    """The checksum of a frame, in a pass of its own."""
+    row = df.agg(*checksum_columns(mart)).first()
     assert row is not None
-    return Checksum(int(row[0]), int(row[1] or 0), tuple(Decimal(v or 0) for v in row[2:]))
+    return Checksum.of(row)
 
 
 # --- the dialect adapter: every statement publish sends, per dialect ------------------------------
@@ -101,9 +115,12 @@ class Dialect:
                 f"IF OBJECT_ID(N'{WAREHOUSE_SCHEMA}.{stage}', N'U') IS NOT NULL DROP TABLE {self.table(stage)}",
                 f"SELECT TOP 0 {cols} INTO {self.table(stage)} FROM {self.table(live)}",
             ]
+        # UNLOGGED: the stage is a transfer buffer, written once and read once in this run, so
+        # it skips the write-ahead log (a crash empties it, and a rerun loads it again); the
+        # live table, written from it in the apply transaction, is logged as always.
         return [
             f"DROP TABLE IF EXISTS {self.table(stage)}",
-            f"CREATE TABLE {self.table(stage)} AS SELECT {cols} FROM {self.table(live)} WITH NO DATA",
+            f"CREATE UNLOGGED TABLE {self.table(stage)} AS SELECT {cols} FROM {self.table(live)} WITH NO DATA",
         ]
 
     def drop(self, table: str) -> str:
@@ -211,11 +228,13 @@ def _jdbc_append(df: DataFrame, settings: Settings, table: str) -> None:
 
 def publish_table(spark: SparkSession, settings: Settings, mart: Mart, rec: RunRecord, *, full_refresh: bool) -> None:
     from delta.tables import DeltaTable
+    from pyspark.sql import Observation
 
     path = table_path(settings, "gold", mart.name)
     if not DeltaTable.isDeltaTable(spark, path):
         raise EcomError(f"gold.{mart.name} does not exist yet: run `ecom run gold` first")
-    _gold_gate_open(spark, settings, mart.name)
+    with rec.phase("gate"):
+        _gold_gate_open(spark, settings, mart.name)
     version = int(DeltaTable.forPath(spark, path).history(1).first().version)  # type: ignore[union-attr]
     current = spark.read.format("delta").option("versionAsOf", version).load(path).select(*mart.column_names)
     previous = None if full_refresh else _last_published_version(spark, settings, mart.name)
@@ -242,32 +261,42 @@ def publish_table(spark: SparkSession, settings: Settings, mart: Mart, rec: RunR
         changed, deleted = flat, None
     dialect = Dialect(settings.dialect)
     stage, stage_del = f"{mart.name}__stage", f"{mart.name}__deleted"
-    expected = spark_checksum(current, mart)
-    rec.rows_in = expected.rows
     with db.connect(settings, "publisher") as conn:
         live_exists = sa.inspect(conn).has_table(mart.name, schema=WAREHOUSE_SCHEMA)
     if not live_exists:
         raise EcomError(f"warehouse table {WAREHOUSE_SCHEMA}.{mart.name} is missing: run `ecom db init`")
+    observation = None
+    if mode != "unchanged" and deleted is None:
+        # A full load stages every gold row: its checksum is observed in the same pass.
+        observation = Observation(f"publish_{mart.name}")
+        changed = changed.observe(observation, *checksum_columns(mart))
+    else:
+        with rec.phase("checksum"):
+            expected = spark_checksum(current, mart)
     if mode == "unchanged":
         rec.rows_out = 0
     else:
-        if deleted is None:  # a full load: gold's own count, no extra pass over the rows
-            rec.rows_out = expected.rows
-        else:  # the difference feeds a count and the load: computed once
+        if deleted is not None:  # the difference feeds a count and the load: computed once
             changed = changed.cache()
             rec.rows_out = changed.count()
-        with db.connect(settings, "publisher") as conn:
-            for s in dialect.create_stage(mart.name, stage):
-                conn.exec_driver_sql(s)
-            if deleted is not None:
-                for s in dialect.create_stage(mart.name, stage_del, keys):
+        with rec.phase("stage"):
+            with db.connect(settings, "publisher") as conn:
+                for s in dialect.create_stage(mart.name, stage):
                     conn.exec_driver_sql(s)
-        _jdbc_append(changed, settings, stage)
-        if deleted is not None:
-            _jdbc_append(deleted, settings, stage_del)
+                if deleted is not None:
+                    for s in dialect.create_stage(mart.name, stage_del, keys):
+                        conn.exec_driver_sql(s)
+            _jdbc_append(changed, settings, stage)
+            if deleted is not None:
+                _jdbc_append(deleted, settings, stage_del)
         changed.unpersist()
-    _apply(settings, dialect, mart, mode, stage, stage_del if deleted is not None else None, expected)
-    rec.details = {"mode": mode, "stage_rows": rec.rows_out, "checksum": expected.key_hash}
+        if observation is not None:
+            expected = Checksum.of(list(observation.get.values()))
+            rec.rows_out = expected.rows
+    rec.rows_in = expected.rows
+    with rec.phase("apply"):
+        _apply(settings, dialect, mart, mode, stage, stage_del if deleted is not None else None, expected)
+    rec.details.update(mode=mode, stage_rows=rec.rows_out, checksum=expected.key_hash)
 
 
 def _apply(
@@ -295,7 +324,7 @@ def _apply(
             for s in statements:
                 conn.exec_driver_sql(s)
             row = conn.exec_driver_sql(dialect.checksum(mart.name, keys, money)).one()
-            got = Checksum(int(row[0]), int(row[1] or 0), tuple(Decimal(v or 0) for v in row[2:]))
+            got = Checksum.of(row)
             if got != expected:
                 raise ReconciliationError(
                     f"{WAREHOUSE_SCHEMA}.{mart.name}: warehouse {got} ≠ gold {expected}; rolled back, "
