@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
+import pytest
+
 from core.schema import SOURCE_SCHEMA, SOURCE_TABLES
+
+HORIZON_WAIT_S = 120
 
 
 def fresh_source(settings: Any) -> None:
@@ -31,3 +36,22 @@ def command_env(settings: Any, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+def wait_for_horizon(settings: Any, xid: int | None = None) -> None:
+    """Wait until the source's safe horizon has passed transaction `xid` (default: every
+    transaction begun so far), so that bronze's next window holds its rows. Another session's
+    long transaction holds the horizon: the test fails after `HORIZON_WAIT_S`."""
+    from bronze.job import current_horizon
+    from core import db
+
+    if xid is None:
+        with db.connect(settings, "admin", settings.source_db) as conn:
+            xid = int(conn.exec_driver_sql("SELECT pg_current_xact_id()::text::bigint").scalar_one())
+    t0 = time.monotonic()
+    while (h := current_horizon(settings)) <= xid:
+        if time.monotonic() > t0 + HORIZON_WAIT_S:
+            pytest.fail(f"the source horizon stayed at {h} <= {xid} for {HORIZON_WAIT_S}s: a long transaction is open")
+        time.sleep(0.2)
+    if time.monotonic() - t0 > 1:
+        print(f"waited {time.monotonic() - t0:.1f}s for another session's transaction to end")

@@ -33,10 +33,9 @@ from core.lake import table_path
 from core.schema import clickstream_events, orders, products
 from core.settings import Settings, load_settings
 from generator.sinks import LOCK_ID as GENERATOR_LOCK_ID
+from tests.support import wait_for_horizon
 
 pytestmark = pytest.mark.integration
-
-HORIZON_WAIT_S = 120
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -149,17 +148,6 @@ class _Batch:
         self.cm.__exit__(*exc)  # type: ignore[arg-type]
         if exc[0] is None:
             wait_for_horizon(self.mine.settings, xid)
-
-
-def wait_for_horizon(settings: Settings, xid: int) -> None:
-    """Wait until every transaction up to `xid` is finished (others' long ones may hold it)."""
-    t0 = time.monotonic()
-    while (h := current_horizon(settings)) <= xid:
-        if time.monotonic() > t0 + HORIZON_WAIT_S:
-            pytest.fail(f"the source horizon stayed at {h} <= {xid} for {HORIZON_WAIT_S}s: a long transaction is open")
-        time.sleep(0.2)
-    if time.monotonic() - t0 > 1:
-        print(f"waited {time.monotonic() - t0:.1f}s for another session's transaction to end")
 
 
 def bronze_df(spark, settings: Settings, table: str, ids: list[int]):  # type: ignore[no-untyped-def]

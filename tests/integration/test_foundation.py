@@ -1,5 +1,5 @@
 """Foundation, against the real things: Delta on Spark, the local cluster over JDBC and psycopg,
-the real `spark-sql`, and the roles' privileges."""
+and the real `spark-sql`. (The roles' privileges are in tests/reliability/test_security.py.)"""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import uuid
 
 import psycopg
 import pytest
-import sqlalchemy as sa
 from chispa import assert_df_equality
 
 from core import db
-from core.errors import DatabaseUnavailableError
 from core.lake import register_table, table_path
 from core.settings import load_settings
 
@@ -60,32 +58,6 @@ def test_spark_jdbc_roundtrip_and_psycopg_sees_the_same_rows(spark, pg_settings)
     finally:
         with db.connect(pg_settings, "publisher") as conn:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
-
-
-def test_roles_are_refused_what_they_must_not_do(pg_settings) -> None:  # type: ignore[no-untyped-def]
-    with (
-        pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
-        db.connect(pg_settings, "extractor") as conn,
-    ):
-        conn.exec_driver_sql("INSERT INTO shop.products (sku, name, category) VALUES ('x', 'x', 'x')")
-    with (
-        pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
-        db.connect(pg_settings, "extractor") as conn,
-    ):
-        conn.exec_driver_sql("SELECT * FROM sim.defects")
-    # The publisher may not even connect to ecom_db; the generator may not connect to ecom_dwh.
-    with pytest.raises(DatabaseUnavailableError, match="ecom_db"), db.connect(pg_settings, "publisher", "ecom_db"):
-        pass
-    with pytest.raises(DatabaseUnavailableError, match="ecom_dwh"), db.connect(pg_settings, "generator", "ecom_dwh"):
-        pass
-    with (
-        pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
-        db.connect(pg_settings, "generator") as conn,
-    ):
-        conn.exec_driver_sql("CREATE TABLE shop.not_allowed (x int)")
-    with db.connect(pg_settings, "admin", "postgres") as conn:
-        supers = conn.scalars(sa.text("SELECT rolname FROM pg_roles WHERE rolsuper")).all()
-    assert set(supers).isdisjoint({pg_settings.generator_user, pg_settings.extractor_user, pg_settings.publisher_user})
 
 
 def test_db_init_twice_changes_nothing(pg_settings) -> None:  # type: ignore[no-untyped-def]

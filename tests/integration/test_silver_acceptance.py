@@ -11,7 +11,6 @@ The real GX checkpoint gates every table, in a context of its own.
 from __future__ import annotations
 
 import functools
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,10 @@ from silver import job as silver_job
 from silver.contracts import TABLES
 from silver.rules import REJECT_KIND_RULES
 from silver.scorecard import format_scores, read_scorecard, score
+from tests.support import wait_for_horizon
 
 pytestmark = pytest.mark.integration
 
-HORIZON_WAIT_S = 120
 EVENTS = "clickstream_events"
 
 
@@ -52,18 +51,6 @@ def batch_xid(settings: Settings, keys: dict[str, tuple[int, int] | None]) -> in
                 {"lo": lo, "hi": hi},
             ).scalar_one()
         )
-
-
-def wait_for_horizon(settings: Settings, xid: int) -> None:
-    from bronze.job import current_horizon
-
-    deadline = time.monotonic() + HORIZON_WAIT_S
-    while current_horizon(settings) <= xid:
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"the source horizon stayed at or below {xid} for {HORIZON_WAIT_S}s: a long transaction is open"
-            )
-        time.sleep(0.5)
 
 
 def source_keys(settings: Settings, keys: dict[str, tuple[int, int] | None]) -> dict[str, set[str]]:

@@ -30,7 +30,7 @@ import pytest
 
 from core.schema import SOURCE_TABLES
 from tests.reliability.conftest import OUTCOMES, Outcome
-from tests.support import command_env, fresh_source
+from tests.support import command_env, fresh_source, wait_for_horizon
 
 pytestmark = pytest.mark.reliability
 
@@ -54,8 +54,6 @@ KILL_WAIT_S = 300
 @pytest.fixture(scope="module")
 def world(pg_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Its own source and warehouse databases with one generated batch (defects included)."""
-    from bronze.job import current_horizon
-    from core import db
     from core.settings import load_settings
     from generator.simulate import Spec
     from generator.stream import run_batch
@@ -64,12 +62,7 @@ def world(pg_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     fresh_source(settings)
     run_batch(settings, Spec(customers=60, products=20, orders=200, events=2500, seed=21, defect_rate=0.05))
     run_batch(settings, Spec(customers=20, products=5, orders=150, events=1500, seed=22, defect_rate=0.05))
-    with db.connect(settings, "admin", settings.source_db) as conn:
-        committed = int(conn.exec_driver_sql("SELECT pg_current_xact_id()::text::bigint").scalar_one())
-    deadline = time.monotonic() + 120
-    while current_horizon(settings) <= committed:  # another session's open transaction holds it
-        assert time.monotonic() < deadline, "the source horizon did not pass the batches within 120 s"
-        time.sleep(0.2)
+    wait_for_horizon(settings)  # bronze's first window holds both batches
     yield {"settings": settings, "tmp": tmp_path_factory.mktemp("reliability")}
 
 
