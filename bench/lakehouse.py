@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 CHANGE_SHARE = 0.01  # an incremental cycle's new rows: 1% of the 1× history's volumes
 CHANGE_WINDOW = timedelta(hours=1)  # simulated time of a cycle's batch (status moves scale with it)
+# A history step spans weeks and is then aged: a few near-empty batches over a week each move
+# its orders along their flow (placed → paid → shipped → delivered), as a shop's history is
+# mostly settled orders. Unaged, every order of a one-day history is still open, and an hour's
+# status moves alone would touch ~5% of all orders, not the 1% change the cycle stands for.
+HISTORY_WINDOW = timedelta(days=60)
+AGING_BATCHES, AGING_WINDOW = 3, timedelta(days=7)
 VOLUMES = ("customers", "products", "orders", "events")
 
 
@@ -96,7 +102,9 @@ class Lakehouse:
         if self.history >= multiple:
             return
         console.step(f"bench: loading history from {self.history}× to {multiple}× the base volumes")
-        self.generate(multiple - self.history)
+        self.generate(multiple - self.history, HISTORY_WINDOW)
+        for _ in range(AGING_BATCHES):
+            self.generate(0, AGING_WINDOW)  # one row per table: the batch is for its status moves
         self.run_pipeline("history")
         self.history = multiple
 
