@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from bench.env import bench_spark, command_env, ecom, isolated, run_command
@@ -116,6 +117,7 @@ def bronze_rate(report: Report, profile: dict[str, Any]) -> None:
     name = f"bronze_bench_{uuid.uuid4().hex[:8]}"  # a scratch table shaped like shop.orders
     ours: list[float] = []
     bare: list[float] = []
+    landed: list[float] = []
     with isolated("bronze") as settings:
         bronze_bench.create_table(settings, name)
         spark = bench_spark(settings)
@@ -124,6 +126,8 @@ def bronze_rate(report: Report, profile: dict[str, Any]) -> None:
             batch = rows if n else max(1, rows // 10)
             bronze_bench.fill(settings, name, batch)
             bare_s, _ = timed(partial(bronze_bench.raw_read, spark, settings, name, horizon))
+            plain = str(Path(settings.lake_root) / "bench_plain_append")
+            landed_s, _ = timed(partial(bronze_bench.raw_append, spark, settings, name, horizon, plain))
             extract = partial(
                 extract_table, spark, settings, name, run_id=f"bench-{n}", start_at=horizon, suite="orders"
             )
@@ -134,6 +138,7 @@ def bronze_rate(report: Report, profile: dict[str, Any]) -> None:
             if n:
                 ours.append(ours_s)
                 bare.append(bare_s)
+                landed.append(landed_s)
     rate, bare_rate = rows / statistics.median(ours), rows / statistics.median(bare)
     report.add(
         Figure(
@@ -148,7 +153,11 @@ def bronze_rate(report: Report, profile: dict[str, Any]) -> None:
             + ", ".join(f"{s:.1f}" for s in ours)
             + " s; bare read (noop sink) "
             + ", ".join(f"{s:.1f}" for s in bare)
-            + f" s; {rec.details.get('partitions')} JDBC partition(s)",
+            + f" s; the same read appended to a plain Delta table {rows / statistics.median(landed):,.0f} rows/s ("
+            + ", ".join(f"{s:.1f}" for s in landed)
+            + f" s), the floor of any extraction into Delta; {rec.details.get('partitions')} JDBC partition(s); "
+            + "bronze's phases: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in rec.details.get("timings", {}).items()),
         )
     )
 

@@ -206,9 +206,9 @@ GATED_LAYERS = ("bronze", "silver", "gold")
 
 
 def gate_seconds(rec: RunRecord) -> float | None:
-    """A table's checkpoint seconds as its layer records them: `details.timings.gate` (gold)
-    or `details.gate_s` (bronze, silver); None when not recorded."""
-    found = rec.details.get("timings", {}).get("gate", rec.details.get("gate_s"))
+    """A table's checkpoint seconds, as every layer records them (`details.timings.gate`);
+    None when not recorded."""
+    found = rec.details.get("timings", {}).get("gate")
     return None if found is None else float(found)
 
 

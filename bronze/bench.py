@@ -73,6 +73,12 @@ def raw_read(spark: SparkSession, settings: Settings, name: str, start: int) -> 
     _window_df(spark, settings, name, start).write.format("noop").mode("overwrite").save()
 
 
+def raw_append(spark: SparkSession, settings: Settings, name: str, start: int, path: str) -> None:
+    """The same read appended to a plain Delta table (no lineage columns, cache, checkpoint,
+    partitioning, watermark or ledger): the floor of any extraction that lands rows in Delta."""
+    _window_df(spark, settings, name, start).write.format("delta").mode("append").save(path)
+
+
 def jvm_cpu_seconds(spark: SparkSession) -> float:
     """CPU seconds used so far by the Spark driver JVM (Linux `/proc`); NaN elsewhere."""
     proc = getattr(spark.sparkContext._gateway, "proc", None)
@@ -159,10 +165,10 @@ def main(argv: list[str] | None = None) -> None:
             ["step", "rows", "wall s", "rows/s", "Spark CPU s", f"rows/s if Spark had {cores} idle cores"],
             rows_out,
         )
-        phases = rec.details.get("phase_s", {})
+        phases = rec.details.get("timings", {})
         console.console.print(
             f"last round's phases (s): {phases} — read+audit+append {args.rows / phases['copy']:,.0f} rows/s, "
-            f"of which the bronze checkpoint {rec.details.get('gate_s', 0.0):.2f}s"
+            f"of which the bronze checkpoint (gate) {phases.get('gate', 0.0):.2f}s"
         )
     finally:
         drop_table(settings, name)

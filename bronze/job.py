@@ -28,7 +28,6 @@ versions is gone. It is the remedy after schema drift or a recreated source data
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -316,17 +315,17 @@ def _extract(
     start_at: int | None = None,
     suite: str | None = None,
 ) -> None:
-    t0 = time.monotonic()
     table, run_id = rec.table_name, rec.run_id
     source = source_of(settings, table)
     target = table_path(settings, LAYER, table)
     with table_lock(settings, f"{LAYER}.{table}"):
-        exists, stored, lower = _resume_point(
-            spark, settings, table, source, run_id=run_id, full_refresh=full_refresh, start_at=start_at
-        )
+        with rec.phase("prepare"):
+            exists, stored, lower = _resume_point(
+                spark, settings, table, source, run_id=run_id, full_refresh=full_refresh, start_at=start_at
+            )
 
-        t_plan = time.monotonic()
-        live, window, stats, plan = plan_read(settings, table, lower)
+        with rec.phase("plan"):
+            live, window, stats, plan = plan_read(settings, table, lower)
         rec.watermark_from, rec.watermark_to = str(window.lower), str(window.upper)
         rec.details.update(
             source=source,
@@ -340,41 +339,35 @@ def _extract(
             + (f" in {plan.partitions} partitions on {plan.column}" if plan.partitions > 1 else "")
         )
 
-        t_copy = time.monotonic()
-        source_df = read_window(spark, settings, live, window, plan)
-        if exists and not full_refresh:
-            change = check_schema(table, spark.read.format("delta").load(target).schema, source_df.schema)
-            if change.added:
-                console.ok(f"bronze.{table}: new source column(s) {', '.join(change.added)} added to bronze")
-                rec.details["columns_added"] = list(change.added)
-        if stats.row_count > 0 or full_refresh or not exists:
-            rows, rec.delta_version = _append(
-                spark,
-                settings,
-                rec,
-                source_df,
-                target,
-                table=table,
-                source=source,
-                window=window,
-                run_id=run_id,
-                full_refresh=full_refresh,
-                properties=None if exists else {"delta.dataSkippingStatsColumns": stats_columns(live.key)},
-                suite=suite or table,
-            )
-        else:  # an empty window appends nothing: no commit at all
-            rows, rec.delta_version = 0, _last_commit(spark, target)[0]
+        with rec.phase("copy"):
+            source_df = read_window(spark, settings, live, window, plan)
+            if exists and not full_refresh:
+                change = check_schema(table, spark.read.format("delta").load(target).schema, source_df.schema)
+                if change.added:
+                    console.ok(f"bronze.{table}: new source column(s) {', '.join(change.added)} added to bronze")
+                    rec.details["columns_added"] = list(change.added)
+            if stats.row_count > 0 or full_refresh or not exists:
+                rows, rec.delta_version = _append(
+                    spark,
+                    settings,
+                    rec,
+                    source_df,
+                    target,
+                    table=table,
+                    source=source,
+                    window=window,
+                    run_id=run_id,
+                    full_refresh=full_refresh,
+                    properties=None if exists else {"delta.dataSkippingStatsColumns": stats_columns(live.key)},
+                    suite=suite or table,
+                )
+            else:  # an empty window appends nothing: no commit at all
+                rows, rec.delta_version = 0, _last_commit(spark, target)[0]
 
-        t_finish = time.monotonic()
-        if stored is None or (stored.watermark, stored.source) != (window.upper, source):
-            save_watermark(spark, settings, table, source=source, watermark=window.upper, run_id=run_id)
-        register_table(spark, settings, LAYER, table)
-        rec.details["phase_s"] = {
-            "prepare": round(t_plan - t0, 2),
-            "plan": round(t_copy - t_plan, 2),
-            "copy": round(t_finish - t_copy, 2),
-            "finish": round(time.monotonic() - t_finish, 2),
-        }
+        with rec.phase("finish"):
+            if stored is None or (stored.watermark, stored.source) != (window.upper, source):
+                save_watermark(spark, settings, table, source=source, watermark=window.upper, run_id=run_id)
+            register_table(spark, settings, LAYER, table)
 
     rec.rows_in = rec.rows_out = rows  # bronze is raw: every row read is written
     rec.finish("succeeded", None if rows or full_refresh else "no new rows")
@@ -480,14 +473,12 @@ def _gate(spark: SparkSession, settings: Settings, rec: RunRecord, candidate_df:
     after storing the result, rebuilding Data Docs and posting an alert; nothing is written)."""
     from expectations import gate
 
-    t0 = time.monotonic()
     try:
-        gate(spark, settings, layer=LAYER, table=suite, df=candidate_df, run_id=rec.run_id)
+        with rec.phase("gate"):
+            gate(spark, settings, layer=LAYER, table=suite, df=candidate_df, run_id=rec.run_id)
     except ValidationFailedError:
         rec.checkpoint = "failed"
         raise
-    finally:
-        rec.details["gate_s"] = round(time.monotonic() - t0, 2)
     rec.checkpoint = "passed"
 
 
