@@ -169,7 +169,11 @@ def read_progress(spark: SparkSession, settings: Settings) -> dict[str, Progress
     rows = (
         spark.read.format("delta")
         .load(path)
-        .where((F.col("layer") == LAYER) & (F.col("status") == "succeeded") & F.col("details").contains(PROGRESS_KEY))
+        .where(
+            (F.col("layer") == LAYER)
+            & (F.col("status") == "succeeded")
+            & F.get_json_object("details", f"$.{PROGRESS_KEY}").isNotNull()  # runs that recorded progress
+        )
         .withColumn("_rank", F.row_number().over(latest))
         .where("_rank = 1")
         .select("table_name", "details")
