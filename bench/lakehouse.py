@@ -65,11 +65,12 @@ class Lakehouse:
         return bench_spark(self.settings)
 
     def generate(self, scale: float, window: timedelta | None = None) -> int:
-        """One generator batch of `scale` × the 1× volumes; the source rows it wrote."""
+        """One generator batch of `scale` × the 1× volumes (0: no new rows, only the status,
+        price and profile changes of its window); the source rows it wrote."""
         from generator.simulate import Spec
         from generator.stream import run_batch
 
-        n = {k: max(1, math.ceil(v * scale)) for k, v in self.base.items()}
+        n = {k: max(1, math.ceil(v * scale)) if scale else 0 for k, v in self.base.items()}
         spec = Spec(customers=n["customers"], products=n["products"], orders=n["orders"], events=n["events"])
         if window is not None:
             spec = replace(spec, window=window)
@@ -104,7 +105,7 @@ class Lakehouse:
         console.step(f"bench: loading history from {self.history}× to {multiple}× the base volumes")
         self.generate(multiple - self.history, HISTORY_WINDOW)
         for _ in range(AGING_BATCHES):
-            self.generate(0, AGING_WINDOW)  # one row per table: the batch is for its status moves
+            self.generate(0, AGING_WINDOW)
         self.run_pipeline("history")
         self.history = multiple
 
