@@ -77,14 +77,21 @@ _ENGINES: dict[tuple[Any, ...], Engine] = {}
 
 
 def engine(settings: Settings, role: Role, database: str | None = None) -> Engine:
-    """A pooled engine per (settings, role, database); `fast_executemany` on MS ODBC 18."""
-    key = (id(settings), role, database)
+    """A pooled engine per connection target (URL with credentials, and options); `fast_executemany`
+    on MS ODBC 18.
+
+    Keyed by what the engine connects to, never by the settings object's `id()`: Python
+    reuses the id of a collected object, so a new Settings naming another database could
+    otherwise be handed an engine for the old one (seen: a batch written to the wrong database).
+    """
+    url = sqlalchemy_url(settings, role, database)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
+    if settings.dialect == "mssql":
+        # fast_executemany crashes the client with FreeTDS: plain batched executemany there.
+        kwargs["fast_executemany"] = not is_freetds(settings.mssql_odbc_driver)
+    key = (url.render_as_string(hide_password=False), tuple(sorted(kwargs.items())))
     if key not in _ENGINES:
-        kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
-        if settings.dialect == "mssql":
-            # fast_executemany crashes the client with FreeTDS: plain batched executemany there.
-            kwargs["fast_executemany"] = not is_freetds(settings.mssql_odbc_driver)
-        _ENGINES[key] = sa.create_engine(sqlalchemy_url(settings, role, database), **kwargs)
+        _ENGINES[key] = sa.create_engine(url, **kwargs)
     return _ENGINES[key]
 
 

@@ -160,3 +160,13 @@ def test_errors_scrub_a_password_as_escaped_in_an_odbc_string(mssql) -> None:  #
     # a password the settings do not know (another role's, a driver echo) is masked by its form
     other = load_settings(dialect="mssql", generator_password="x")
     assert db.scrub(f"PWD={{{NASTY.replace('}', '}}')}}};UID=u", other) == "PWD=***;UID=u"
+
+
+def test_each_settings_gets_an_engine_for_its_own_database() -> None:
+    """Engines are cached by what they connect to: a new Settings object that Python places at
+    a collected one's id (it reuses them at once) still gets its own database, not the old one's."""
+    for n in range(20):
+        eng = db.engine(load_settings(source_db=f"ecom_db_engine_{n}"), "generator")  # nothing else holds it
+        assert eng.url.database == f"ecom_db_engine_{n}"
+    same = load_settings(source_db="ecom_db_engine_3")
+    assert db.engine(same, "generator") is db.engine(load_settings(source_db="ecom_db_engine_3"), "generator")
