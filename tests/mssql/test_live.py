@@ -8,7 +8,6 @@ in bronze, and the warehouse equals gold row for row. Nothing here needs Postgre
 from __future__ import annotations
 
 from collections import Counter
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -128,7 +127,7 @@ def _warehouse_matches_gold(spark: Any, settings: Any) -> dict[str, int]:
             f"{WAREHOUSE_SCHEMA}.{name}: {sum((got - expected).values())} extra, {sum((expected - got).values())} missing rows"
         )
         [row] = _rows(settings, "publisher", d.checksum(name, list(mart.key), publish.money_columns(mart)))
-        got_sum = publish.Checksum(int(row[0]), int(row[1] or 0), tuple(Decimal(v or 0) for v in row[2:]))
+        got_sum = publish.Checksum.of(row)
         assert got_sum == publish.spark_checksum(gold_df, mart), name
         counts[name] = sum(expected.values())
     return counts
