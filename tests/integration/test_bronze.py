@@ -7,6 +7,7 @@ own (tagged), waits until the horizon has passed its transactions, and asserts o
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,9 @@ import pytest
 import sqlalchemy as sa
 
 import bronze.job as bronze_job
-from bronze.extract import Window
-from bronze.job import committed_windows, current_horizon, extract_table, write_bronze
+from bronze.job import committed_windows, current_horizon, extract_table
 from bronze.locking import table_lock
+from bronze.watermarks import path as watermarks_path
 from bronze.watermarks import read_watermark, save_watermark
 from core import db
 from core.errors import EcomError, LockBusyError, SchemaDriftError
@@ -219,7 +220,7 @@ def test_three_batches_every_row_version_once_per_extraction(spark, bronze_setti
     assert ledger["r3"].watermark_from == ledger["r2"].watermark_to
     assert ledger["r4"].watermark_from == ledger["r3"].watermark_to
     assert ledger["r2"].status == "succeeded" and ledger["r2"].rows_in == ledger["r2"].rows_out >= 4
-    wm = read_watermark(spark, settings, "orders")
+    wm = read_watermark(settings, "orders")
     assert wm is not None and str(wm.watermark) == ledger["r4"].watermark_to
     saved_by = "r3" if ledger["r4"].watermark_from == ledger["r4"].watermark_to else "r4"  # unchanged: not saved
     assert str(wm.previous) == ledger[saved_by].watermark_from
@@ -324,7 +325,7 @@ def test_crash_between_commit_and_watermark_appends_nothing_twice(spark, bronze_
 
     committed = committed_windows(spark, table_path(settings, "bronze", "orders"))[0]
     assert committed["run_id"] == "c2"
-    wm = read_watermark(spark, settings, "orders")
+    wm = read_watermark(settings, "orders")
     assert wm is not None and wm.watermark == int(rec1.watermark_to) < committed["window_to"]
 
     rec3 = extract_table(spark, settings, "orders", run_id="c3")  # the rerun
@@ -336,18 +337,25 @@ def test_crash_between_commit_and_watermark_appends_nothing_twice(spark, bronze_
     }
 
 
-def test_the_same_window_committed_twice_is_skipped_by_delta(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from delta.tables import DeltaTable
+def test_lost_watermarks_are_rebuilt_from_bronzes_commits(spark, bronze_settings, mine) -> None:  # type: ignore[no-untyped-def]
+    """The idempotency net without `ops.watermarks` at all: each append's commit records its
+    window, so a rerun starts where bronze ends, not at the start (no window appended twice)."""
+    settings = bronze_settings
+    h0 = current_horizon(settings)
+    with batch(mine) as conn:
+        first = insert_orders(conn, mine, 2)
+    rec1 = extract_table(spark, settings, "orders", run_id="w1", start_at=h0)
+    shutil.rmtree(watermarks_path(settings))
+    assert read_watermark(settings, "orders") is None
 
-    target = str(tmp_path / "t")
-    df = spark.createDataFrame([(1, "a", date(2026, 1, 1))], "id long, v string, _ingest_date date")
-    meta = {"app": "ecom-bronze", "run_id": "x", "window_to": 10}
-    for _ in range(2):
-        write_bronze(df, target, table="t", window=Window(5, 10), metadata=meta, full_refresh=False)
-    assert spark.read.format("delta").load(target).count() == 1
-    write_bronze(df, target, table="t", window=Window(10, 11), metadata=meta, full_refresh=False)
-    assert spark.read.format("delta").load(target).count() == 2
-    assert DeltaTable.forPath(spark, target).history().count() == 2
+    with batch(mine) as conn:
+        second = insert_orders(conn, mine, 2)
+    rec2 = extract_table(spark, settings, "orders", run_id="w2")
+    assert int(rec2.watermark_from) == int(rec1.watermark_to)
+    got = versions_by_run(spark, settings, "orders", first + second, "order_id")
+    assert got == {"w1": Counter({(i, i): 1 for i in first}), "w2": Counter({(i, i): 1 for i in second})}
+    wm = read_watermark(settings, "orders")
+    assert wm is not None and wm.watermark == int(rec2.watermark_to) and wm.previous == int(rec1.watermark_to)
 
 
 def _alter(settings: Settings, statement: str) -> None:
@@ -411,7 +419,7 @@ def test_schema_evolution_then_full_refresh(spark, bronze_settings, mine) -> Non
             sa.text("SELECT count(*) FROM shop.products WHERE _change_version < (:h)::xid8"), {"h": rec.watermark_to}
         ).scalar_one()
     assert below_horizon <= df.count()  # equal unless a product changed during the read (next window)
-    assert read_watermark(spark, settings, "products").watermark == int(rec.watermark_to)
+    assert read_watermark(settings, "products").watermark == int(rec.watermark_to)
 
 
 def test_a_second_writer_on_a_table_is_refused(spark, bronze_settings) -> None:  # type: ignore[no-untyped-def]

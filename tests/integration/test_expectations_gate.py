@@ -182,7 +182,7 @@ def test_bronze_checkpoint_rejects_a_bad_window_before_it_is_appended(
         bench.fill(settings, name, 3)
         first = bronze_job.extract_table(spark, settings, name, run_id="bronze-good", start_at=start, suite="orders")
         assert (first.status, first.checkpoint, first.rows_out) == ("succeeded", "passed", 3)
-        watermark = read_watermark(spark, settings, name)
+        watermark = read_watermark(settings, name)
 
         bench.fill(settings, name, 2)
         real_read = bronze_job.read_window
@@ -198,7 +198,7 @@ def test_bronze_checkpoint_rejects_a_bad_window_before_it_is_appended(
         assert rec.checkpoint == "failed"
         assert spark.read.format("delta").load(target).count() == 3  # nothing appended
         assert bronze_job._last_commit(spark, target)[0] == first.delta_version
-        assert read_watermark(spark, settings, name) == watermark  # the window will be read again
+        assert read_watermark(settings, name) == watermark  # the window will be read again
         assert [a["checkpoint"] for a in Hook.received] == ["bronze.orders"]
         assert any(f["column"] == "order_id" for f in Hook.received[0]["failed"])
 

@@ -198,5 +198,5 @@ def test_bronze_never_skips_a_transaction_that_commits_late(mssql: Any, spark: A
         .collect()
     }
     assert {(older_key, older_version), (younger_key, younger_version)} <= got
-    watermark = read_watermark(spark, settings, "customers")
+    watermark = read_watermark(settings, "customers")
     assert watermark is not None and watermark.watermark > younger_version
