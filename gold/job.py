@@ -48,7 +48,7 @@ from core.locks import writer_lock
 from core.schema import SOURCE_TABLES
 from core.settings import Settings
 from gold.marts.registry import RECIPES, Recipe
-from gold.marts.scope import SILVER_KEYS, Changes, SilverState
+from gold.marts.scope import CHANGE_TYPE, SILVER_KEYS, Changes, SilverState
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -249,20 +249,20 @@ class GoldRun:
         return self._rewrites[key]
 
     def changes_since(self, start: dict[str, int]) -> tuple[Changes, SilverState, dict[str, int]]:
-        """Changed keys per silver table in (start, pinned], the silver state at `start`, and counts.
-
-        The keys of all tables are read from their change feeds and materialised together
-        (one job, not one per table), then split per table with their own key type.
-        """
+        """The changes per silver table in (start, pinned] — every row image of its change data
+        feed, business columns and `_change_type`, materialised once —, the silver state at
+        `start`, and the number of changed keys per table."""
         from pyspark.sql import functions as F
 
         cache_key = tuple(sorted(start.items()))
         if cache_key not in self._changes:
-            feeds = []
+            frames = {}
+            counts = dict.fromkeys(SILVER_KEYS, 0)
             for name, pinned in self.pinned.items():
+                columns = [*getattr(self.new, name).columns, CHANGE_TYPE]
                 if start[name] >= pinned.version:
+                    frames[name] = getattr(self.new, name).limit(0).withColumn(CHANGE_TYPE, F.lit(None).cast("string"))
                     continue
-                key = SILVER_KEYS[name]
                 feed = (
                     self.spark.read.format("delta")
                     .option("readChangeFeed", "true")
@@ -270,18 +270,8 @@ class GoldRun:
                     .option("endingVersion", pinned.version)
                     .load(pinned.path)
                 )
-                feeds.append(feed.select(F.lit(name).alias("silver_table"), F.col(key).cast("string").alias("key")))
-            frames = {name: getattr(self.new, name).select(key).limit(0) for name, key in SILVER_KEYS.items()}
-            counts = dict.fromkeys(SILVER_KEYS, 0)
-            if feeds:
-                keys = self.materialize(reduce(DataFrame.unionByName, feeds).dropna().distinct())
-                counts.update({r.silver_table: r["count"] for r in keys.groupBy("silver_table").count().collect()})
-                for name, key in SILVER_KEYS.items():
-                    if counts[name]:
-                        key_type = getattr(self.new, name).schema[key].dataType
-                        frames[name] = keys.where(F.col("silver_table") == name).select(
-                            F.col("key").cast(key_type).alias(key)
-                        )
+                frames[name] = self.materialize(feed.select(*columns))
+                counts[name] = frames[name].select(SILVER_KEYS[name]).distinct().count()
             old = read_state(self.spark, self.pinned, start)
             self._changes[cache_key] = (Changes.of(frames), old, counts)
         return self._changes[cache_key]

@@ -1,11 +1,18 @@
 """Incremental scope: which gold keys a silver change touches, and their recomputation.
 
-Given the keys that changed in each silver table between the version a mart last consumed
-(`old`) and the current one (`new`) — from Delta's change data feed — each `*_scope`
-function returns the gold scope keys whose rows may differ. It evaluates the dependency on
-*both* states (old: where a row used to count; new: where it counts now), so a re-dated
-order, a moved event or a re-assigned session is taken out of its old key and put into
-its new one; a key with no row left is deleted by the caller.
+Given the rows that changed in each silver table between the version a mart last consumed
+(`old`) and the current one (`new`) — every row image of Delta's change data feed — each
+`*_scope` function returns the gold scope keys whose rows may differ. It evaluates the
+dependency on *both* states (old: where a row used to count; new: where it counts now), so a
+re-dated order, a moved event or a re-assigned session is taken out of its old key and put
+into its new one; a key with no row left is deleted by the caller.
+
+The change feed holds the old and the new version of every changed row, so what depends on
+a changed row alone is read from it, not looked up in the (large) silver tables. A lookup
+by another column (the orders of changed lines, the events of touched sessions) reads the
+new state plus the images: an unchanged row is the same in both states, and a changed row's
+old version is among the images. Only aggregates over a whole state (a session's customer,
+a customer's first order day) still read the old state itself.
 
 Each `recompute_*` function then rebuilds the rows of a scope by calling the mart's own
 pure transform on silver filtered to what those keys need, so the incremental path and a
@@ -35,7 +42,7 @@ from gold.marts.common import order_lines
 from gold.marts.customer_360 import build_customer_360
 from gold.marts.daily_sales import build_daily_sales, first_order_dates
 from gold.marts.product_performance import build_product_performance
-from gold.marts.sessions import CART_EVENTS, build_sessions, session_customers
+from gold.marts.sessions import CART_EVENTS, build_sessions
 
 SILVER_KEYS: dict[str, str] = {
     "customers": "customer_id",
@@ -61,9 +68,15 @@ class SilverState:
         return cls(**{f.name: frames[f.name] for f in fields(cls)})
 
 
+CHANGE_TYPE = "_change_type"  # insert | delete | update_preimage | update_postimage
+SIDE_CHANGES = ("insert", "delete")  # the key exists on one side only
+
+
 @dataclass(frozen=True)
 class Changes:
-    """The business keys changed per silver table (one key column each)."""
+    """Per silver table, every image of its changed rows (business columns and `_change_type`):
+    inserted and deleted rows, and each update's before and after image. A key changed several
+    times has several images; its old and its new version are among them."""
 
     customers: DataFrame
     products: DataFrame
@@ -82,40 +95,40 @@ def union_keys(frames: list[DataFrame]) -> DataFrame:
     return combined.dropna().distinct()
 
 
-def changed_on(ids: DataFrame, old_df: DataFrame, new_df: DataFrame, key: str, columns: list[str]) -> DataFrame:
-    """The keys among `ids` whose `columns` differ between old and new, or that exist on one side only."""
-    old = old_df.join(ids, key, "left_semi").select(key, F.struct(*columns).alias("_old"))
-    new = new_df.join(ids, key, "left_semi").select(key, F.struct(*columns).alias("_new"))
-    return old.join(new, key, "full").where(~F.col("_old").eqNullSafe(F.col("_new"))).select(key)
+def changed_on(images: DataFrame, key: str, columns: list[str]) -> DataFrame:
+    """The changed keys whose `columns` may differ between old and new: inserted or deleted
+    ones, and those whose images disagree on them (a value changed and changed back counts)."""
+    return (
+        images.groupBy(key)
+        .agg(
+            F.count_distinct(F.struct(*columns)).alias("_values"),
+            F.max(F.col(CHANGE_TYPE).isin(*SIDE_CHANGES)).alias("_one_side"),
+        )
+        .where((F.col("_values") > 1) | F.col("_one_side"))
+        .select(key)
+    )
 
 
-def affected_orders(
-    changes: Changes, old: SilverState, new: SilverState, *, products: DataFrame | None = None
-) -> DataFrame:
+def either_state(new_df: DataFrame, images: DataFrame) -> DataFrame:
+    """The rows of the new state and every image of a changed row: a superset of the rows of
+    the old state and of the new one, for row-wise lookups (never for aggregates)."""
+    return new_df.unionByName(images.drop(CHANGE_TYPE))
+
+
+def affected_orders(changes: Changes, new: SilverState, *, products: DataFrame | None = None) -> DataFrame:
     """(order_id): changed orders, orders of changed lines and, if given, orders with lines of `products`."""
-    parts = [changes.orders.select("order_id")]
-    for state in (old, new):
-        parts.append(state.order_items.join(changes.order_items, "order_item_id", "left_semi").select("order_id"))
-        if products is not None:
-            parts.append(state.order_items.join(products, "product_id", "left_semi").select("order_id"))
+    parts = [changes.orders.select("order_id"), changes.order_items.select("order_id")]
+    if products is not None:
+        lines = either_state(new.order_items, changes.order_items)
+        parts.append(lines.join(products, "product_id", "left_semi").select("order_id"))
     return union_keys(parts)
 
 
-def session_scope(
-    changes: Changes, old: SilverState, new: SilverState, *, priced_products: DataFrame | None = None
-) -> DataFrame:
+def session_scope(changes: Changes, new: SilverState, *, priced_products: DataFrame | None = None) -> DataFrame:
     """(session_id): sessions of changed events (before and after), of visitors of changed
     customers and, if given, sessions with cart events of `priced_products`."""
-    parts = [
-        state.clickstream_events.join(changes.clickstream_events, "event_id", "left_semi").select("session_id")
-        for state in (old, new)
-    ]
-    visitors = union_keys(
-        [
-            state.customers.join(changes.customers, "customer_id", "left_semi").select("visitor_id")
-            for state in (old, new)
-        ]
-    )
+    parts = [changes.clickstream_events.select("session_id")]
+    visitors = union_keys([changes.customers.select("visitor_id")])
     parts.append(new.clickstream_events.join(visitors, "visitor_id", "left_semi").select("session_id"))
     if priced_products is not None:
         carts = new.clickstream_events.where(F.col("event_type").isin(*CART_EVENTS))
@@ -125,31 +138,36 @@ def session_scope(
 
 def sessions_scope(changes: Changes, old: SilverState, new: SilverState) -> DataFrame:
     """Scope of gold.sessions (session_id)."""
-    priced = changed_on(changes.products, old.products, new.products, "product_id", ["unit_price"])
-    return session_scope(changes, old, new, priced_products=priced)
+    priced = changed_on(changes.products, "product_id", ["unit_price"])
+    return session_scope(changes, new, priced_products=priced)
 
 
 def customer_360_scope(changes: Changes, old: SilverState, new: SilverState) -> DataFrame:
     """Scope of gold.customer_360 (customer_id)."""
-    recategorised = changed_on(changes.products, old.products, new.products, "product_id", ["category"])
-    orders = affected_orders(changes, old, new, products=recategorised)
-    sessions = session_scope(changes, old, new)
-    parts = [changes.customers.select("customer_id")]
-    for state in (old, new):
-        parts.append(state.orders.join(orders, "order_id", "left_semi").select("customer_id"))
-        events = state.clickstream_events.join(sessions, "session_id", "left_semi")
-        parts.append(session_customers(events, state.customers).select("customer_id"))
+    recategorised = changed_on(changes.products, "product_id", ["category"])
+    orders = affected_orders(changes, new, products=recategorised)
+    sessions = session_scope(changes, new)
+    parts = [
+        changes.customers.select("customer_id"),
+        either_state(new.orders, changes.orders).join(orders, "order_id", "left_semi").select("customer_id"),
+    ]
+    # A session's customer (`session_customers`) is a customer logged on its events, else the
+    # sign-up of its visitor: every such candidate in either state covers the old and the new one.
+    events = either_state(new.clickstream_events, changes.clickstream_events).join(sessions, "session_id", "left_semi")
+    visitors = union_keys([events.select("visitor_id")])
+    customers = either_state(new.customers, changes.customers).join(visitors, "visitor_id", "left_semi")
+    parts += [events.select("customer_id"), customers.select("customer_id")]
     return union_keys(parts)
 
 
 def daily_sales_scope(changes: Changes, old: SilverState, new: SilverState) -> DataFrame:
     """Scope of gold.daily_sales (sales_date): days of touched orders, and the old and new
     first-order day of their customers when it moved."""
-    recategorised = changed_on(changes.products, old.products, new.products, "product_id", ["category"])
-    orders = affected_orders(changes, old, new, products=recategorised)
-    touched = [state.orders.join(orders, "order_id", "left_semi") for state in (old, new)]
-    parts = [t.select(F.to_date("order_ts").alias("sales_date")) for t in touched]
-    customers = union_keys([t.select("customer_id") for t in touched])
+    recategorised = changed_on(changes.products, "product_id", ["category"])
+    orders = affected_orders(changes, new, products=recategorised)
+    touched = either_state(new.orders, changes.orders).join(orders, "order_id", "left_semi")
+    parts = [touched.select(F.to_date("order_ts").alias("sales_date"))]
+    customers = union_keys([touched.select("customer_id")])
     before = first_order_dates(old.orders.join(customers, "customer_id", "left_semi")).withColumnRenamed(
         "first_order_date", "before"
     )
@@ -163,16 +181,15 @@ def daily_sales_scope(changes: Changes, old: SilverState, new: SilverState) -> D
 
 def product_performance_scope(changes: Changes, old: SilverState, new: SilverState) -> DataFrame:
     """Scope of gold.product_performance (product_id, activity_date)."""
-    orders = affected_orders(changes, old, new)
-    parts = []
-    for state in (old, new):
-        events = state.clickstream_events.join(changes.clickstream_events, "event_id", "left_semi")
-        parts.append(events.select("product_id", F.to_date("event_ts").alias("activity_date")))
-        lines = order_lines(
-            state.orders.join(orders, "order_id", "left_semi"),
-            state.order_items.join(orders, "order_id", "left_semi"),
-        )
-        parts.append(lines.select("product_id", F.col("order_date").alias("activity_date")))
+    orders = affected_orders(changes, new)
+    parts = [changes.clickstream_events.select("product_id", F.to_date("event_ts").alias("activity_date"))]
+    # Every version of an affected order paired with every version of its lines: the old and
+    # the new pairs are among them (a mixed pair only widens the scope).
+    lines = order_lines(
+        either_state(new.orders, changes.orders).join(orders, "order_id", "left_semi"),
+        either_state(new.order_items, changes.order_items).join(orders, "order_id", "left_semi"),
+    )
+    parts.append(lines.select("product_id", F.col("order_date").alias("activity_date")))
     return union_keys(parts)
 
 

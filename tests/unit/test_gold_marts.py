@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import reduce
 from typing import Any
 
 import pytest
@@ -466,14 +467,26 @@ def _state(spark, *, orders, items=(), events=(), customers=(), products=()):  #
     )
 
 
-def _changes(spark, **keys):  # type: ignore[no-untyped-def]
-    from gold.marts.scope import SILVER_KEYS, Changes
+def _changes(old, new, **keys):  # type: ignore[no-untyped-def]
+    """What the change data feed from `old` to `new` holds for the changed `keys`: a key on both
+    sides as an update's before and after image, on one side as an insert or a delete."""
+    from pyspark.sql import functions as F
 
-    types = {"event_id": "STRING"}
-    frames = {
-        t: spark.createDataFrame([(k,) for k in keys.get(t, [])], f"{key} {types.get(key, 'BIGINT')}")
-        for t, key in SILVER_KEYS.items()
-    }
+    from gold.marts.scope import CHANGE_TYPE, SILVER_KEYS, Changes
+
+    frames = {}
+    for table, key in SILVER_KEYS.items():
+        wanted = [F.col(key) == k for k in keys.get(table, [])]
+        picked = F.lit(False) if not wanted else reduce(lambda a, b: a | b, wanted)
+        before, after = (getattr(state, table).where(picked) for state in (old, new))
+        both = before.select(key).intersect(after.select(key))
+        frames[table] = (
+            before.join(both, key, "left_semi")
+            .withColumn(CHANGE_TYPE, F.lit("update_preimage"))
+            .unionByName(after.join(both, key, "left_semi").withColumn(CHANGE_TYPE, F.lit("update_postimage")))
+            .unionByName(before.join(both, key, "left_anti").withColumn(CHANGE_TYPE, F.lit("delete")))
+            .unionByName(after.join(both, key, "left_anti").withColumn(CHANGE_TYPE, F.lit("insert")))
+        )
     return Changes.of(frames)
 
 
@@ -490,7 +503,7 @@ def test_daily_sales_scope_holds_old_and_new_day_and_a_moved_first_order_day(spa
         spark,
         orders=[order(1, 1, "paid", "2024-05-10 10:00", "1.00"), order(2, 1, "paid", "2024-05-05 10:00", "1.00")],
     )
-    scope = daily_sales_scope(_changes(spark, orders=[2]), old, new)
+    scope = daily_sales_scope(_changes(old, new, orders=[2]), old, new)
     assert sorted(r.sales_date for r in scope.collect()) == [d("2024-05-05"), d("2024-05-10"), d("2024-05-20")]
 
 
@@ -509,10 +522,27 @@ def test_session_and_customer_scope_follow_a_moved_event(spark) -> None:  # type
     customers = [customer(5, None), customer(6, "v1")]
     old = _state(spark, orders=[], events=old_events, customers=customers)
     new = _state(spark, orders=[], events=new_events, customers=customers)
-    changes = _changes(spark, clickstream_events=["e2", "e3"])
+    changes = _changes(old, new, clickstream_events=["e2", "e3"])
     assert sorted(r.session_id for r in sessions_scope(changes, old, new).collect()) == ["S1", "S2"]
     # S2 belonged to customer 6 (signed up as v1), S1 to customer 5: both rows change
     assert sorted(r.customer_id for r in customer_360_scope(changes, old, new).collect()) == [5, 6]
+
+
+def test_changed_on_compares_images_and_counts_inserts_and_deletes(spark) -> None:  # type: ignore[no-untyped-def]
+    from gold.marts.scope import changed_on
+
+    images = spark.createDataFrame(
+        [
+            (1, "books", "update_preimage"), (1, "books", "update_postimage"),  # same category: unchanged
+            (2, "books", "update_preimage"), (2, "games", "update_postimage"),  # re-categorised
+            (3, "toys", "update_preimage"), (3, "games", "update_postimage"),  # changed, then back
+            (3, "games", "update_preimage"), (3, "toys", "update_postimage"),
+            (4, "toys", "insert"), (4, "toys", "update_preimage"), (4, "toys", "update_postimage"),  # new
+            (5, "toys", "delete"),  # gone
+        ],
+        "product_id BIGINT, category STRING, _change_type STRING",
+    )  # fmt: skip
+    assert sorted(r.product_id for r in changed_on(images, "product_id", ["category"]).collect()) == [2, 3, 4, 5]
 
 
 def test_conform_names_missing_columns(spark) -> None:  # type: ignore[no-untyped-def]
