@@ -121,9 +121,14 @@ def run_command(args: list[str], env: dict[str, str] | None = None) -> tuple[flo
         t0 = time.perf_counter()
         proc = subprocess.Popen(args, env=full_env, stdout=output, stderr=subprocess.STDOUT, text=True)
         peak_kib = 0
-        while proc.poll() is None:
-            peak_kib = max(peak_kib, tree_rss_kib(proc.pid))
-            time.sleep(0.5)
+        try:
+            while proc.poll() is None:
+                peak_kib = max(peak_kib, tree_rss_kib(proc.pid))
+                time.sleep(0.5)
+        except BaseException:  # a stopped bench stops its command too, before the lake is removed
+            proc.terminate()
+            proc.wait(timeout=60)
+            raise
         seconds = time.perf_counter() - t0
         if proc.returncode != 0:
             output.seek(0)
