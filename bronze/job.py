@@ -51,7 +51,7 @@ from bronze.transforms import PARTITION_COLUMNS, check_schema, with_ingestion_me
 from bronze.watermarks import Watermark, read_watermark, save_watermark
 from core import console, db
 from core.errors import EcomError, ValidationFailedError
-from core.lake import register_table, table_path
+from core.lake import last_commit, register_table, table_path
 from core.ledger import LayerRun, RunRecord
 from core.schema import SOURCE_SCHEMA, SOURCE_TABLES
 from core.settings import Settings
@@ -265,14 +265,6 @@ def write_bronze(
     writer.save(target)
 
 
-def _last_commit(spark: SparkSession, target: str) -> tuple[int, dict[str, str]]:
-    """The version and operation metrics of the table's latest commit (ours: we hold its lock)."""
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, target).history(1).select("version", "operationMetrics").collect()[0]
-    return int(row.version), dict(row.operationMetrics or {})
-
-
 # --- one table ------------------------------------------------------------------------------------
 def extract_table(
     spark: SparkSession,
@@ -352,7 +344,7 @@ def _extract(
                     suite=suite or table,
                 )
             else:  # an empty window appends nothing: no commit at all
-                rows, rec.delta_version = 0, _last_commit(spark, target)[0]
+                rows, rec.delta_version = 0, last_commit(spark, target)[0]
 
         with rec.phase("finish"):
             if stored is None or (stored.watermark, stored.source) != (window.upper, source):
@@ -449,7 +441,7 @@ def _append(
         )
     finally:
         audited_df.unpersist()
-    version, metrics = _last_commit(spark, target)
+    version, metrics = last_commit(spark, target)
     return int(metrics.get("numOutputRows", 0)), version
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+EPOCH = datetime(1970, 1, 1)
 
 # catalog database → folder under the lake root
 DATABASES: dict[str, str] = {
@@ -85,3 +88,21 @@ def register_table(spark: SparkSession, settings: Settings, database: str, table
         f"CREATE TABLE IF NOT EXISTS {database}.`{table}` USING delta "
         f"LOCATION '{table_path(settings, database, table)}'"
     )
+
+
+def last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
+    """The version and operation metrics of a Delta table's latest commit."""
+    from delta.tables import DeltaTable
+
+    from core.errors import EcomError
+
+    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+    if row is None:
+        raise EcomError(f"the Delta table at {path} has no commit history")
+    return int(row.version), dict(row.operationMetrics or {})
+
+
+def micros_to_datetime(micros: int | None) -> datetime | None:
+    """Microseconds since the epoch (`unix_micros`) → naive UTC datetime, exactly and whatever
+    the machine's time zone (collecting a timestamp would convert it to local time)."""
+    return None if micros is None else EPOCH + timedelta(microseconds=int(micros))

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ from pyspark.sql import DataFrame
 
 from core import console
 from core.errors import EcomError, ValidationFailedError
-from core.lake import register_table, table_path
+from core.lake import last_commit, micros_to_datetime, register_table, table_path
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.schema import SOURCE_TABLES
@@ -67,7 +67,6 @@ REWRITING_OPERATIONS = frozenset(
         "TRUNCATE",
     }
 )
-EPOCH = datetime(1970, 1, 1)
 
 
 # --- pinned silver ----------------------------------------------------------------------------------
@@ -138,10 +137,6 @@ def read_state(spark: SparkSession, pinned: dict[str, PinnedTable], versions: di
         for name, t in pinned.items()
     }
     return SilverState.of(frames)
-
-
-def micros_to_datetime(micros: int | None) -> datetime | None:
-    return None if micros is None else EPOCH + timedelta(microseconds=int(micros))
 
 
 def logical_time(state: SilverState) -> datetime | None:
@@ -348,14 +343,6 @@ def merge_scope(spark: SparkSession, path: str, recipe: Recipe, candidate_df: Da
         .whenNotMatchedInsert(condition="NOT s._is_deleted", values=values)  # type: ignore[arg-type]
         .execute()
     )
-
-
-def last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
-    assert row is not None  # a Delta table has at least one commit
-    return int(row.version), dict(row.operationMetrics or {})
 
 
 def _versions_text(versions: dict[str, int]) -> str:

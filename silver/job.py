@@ -37,7 +37,7 @@ from pyspark.sql import types as T
 
 from core import console
 from core.errors import EcomError, ValidationFailedError
-from core.lake import register_table, table_path
+from core.lake import EPOCH, last_commit, register_table, table_path
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.settings import Settings
@@ -89,16 +89,6 @@ def _is_delta(spark: SparkSession, path: str) -> bool:
     from delta.tables import DeltaTable
 
     return bool(DeltaTable.isDeltaTable(spark, path))
-
-
-def _last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
-    """The version and operation metrics of a Delta table's latest commit."""
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
-    if row is None:
-        raise EcomError(f"the Delta table at {path} has no commit history")
-    return int(row.version), dict(row.operationMetrics or {})
 
 
 class Job:
@@ -163,7 +153,7 @@ class Job:
             done = self._progress.get(table, done)
         if not _is_delta(self.spark, path):
             return Increment(table, None, done.bronze_version)
-        version = _last_commit(self.spark, path)[0]
+        version = last_commit(self.spark, path)[0]
         if done.bronze_version is not None and version <= done.bronze_version:
             return Increment(table, version, done.bronze_version)  # nothing committed since
         snapshot = self.spark.read.format("delta").option("versionAsOf", version).load(path)
@@ -338,20 +328,41 @@ def write_silver(job: Job, spec: SilverTable, rows: DataFrame, *, overwrite: boo
     )
 
 
-def write_events(job: Job, rows: DataFrame, *, overwrite: bool) -> None:
-    """New events, and the new `session_id` of stored events whose session changed."""
+# Silver events are laid out in event time: a rebuild writes them in event_ts ranges of about
+# this many rows per file, and each batch's new events (an hour or so) land in files of their own.
+EVENTS_PER_FILE = 250_000
+# Below the earliest re-assigned event: Delta keeps timestamp statistics at millisecond precision.
+SKIP_MARGIN = timedelta(seconds=1)
+
+
+def write_events(job: Job, rows: DataFrame, *, rows_count: int, overwrite: bool) -> None:
+    """New events, and the new `session_id` of stored events whose session changed.
+
+    A session changes only around new events, so the MERGE names the earliest event time it
+    re-assigns (`t.event_ts >= …`): Delta's data skipping then reads and rewrites only the
+    files of that time range, not the whole table. New events never match a stored one (an
+    event_id already in silver or quarantine is classified current or duplicate), so the bound
+    cannot turn a match into an insert. With no stored event re-assigned, the new events are
+    simply appended.
+    """
     from delta.tables import DeltaTable
 
     spec = TABLES["clickstream_events"]
     path = job.path("silver", spec.name)
     out = rows.select(*spec.schema.fieldNames())
     if overwrite or not _is_delta(job.spark, path):
-        _create_or_replace(out, path, spec.schema, change_feed=True)
+        files = max(1, -(-rows_count // EVENTS_PER_FILE))
+        _create_or_replace(out.repartitionByRange(files, "event_ts", "event_id"), path, spec.schema, change_feed=True)
         return
+    earliest = rows.where(~F.col("_is_new")).agg(F.min(F.unix_micros("event_ts"))).collect()[0][0]
+    if earliest is None:
+        out.write.format("delta").mode("append").save(path)
+        return
+    bound = (EPOCH + timedelta(microseconds=int(earliest)) - SKIP_MARGIN).isoformat(sep=" ")
     (
         DeltaTable.forPath(job.spark, path)
         .alias("t")
-        .merge(out.alias("s"), "t.event_id = s.event_id")
+        .merge(out.alias("s"), f"t.event_id = s.event_id AND t.event_ts >= TIMESTAMP '{bound}'")
         .whenMatchedUpdate(
             condition="NOT (t.session_id <=> s.session_id)",
             set={"session_id": "s.session_id", "_run_id": "s._run_id"},
@@ -464,7 +475,7 @@ def process_table(job: Job, rec: RunRecord) -> None:
         write_quarantine(job, spec, quarantined, overwrite=full_refresh)
     if table == "clickstream_events":
         if n_promoted or full_refresh:
-            write_events(job, promoted, overwrite=full_refresh)
+            write_events(job, promoted, rows_count=n_promoted, overwrite=full_refresh)
     elif n_valid or full_refresh:
         write_silver(job, spec, valid, overwrite=full_refresh)
         _check_written(job, spec, n_valid)
@@ -477,7 +488,7 @@ def process_table(job: Job, rec: RunRecord) -> None:
     job.processed.append(inc)
     _register(job, table)
     silver_path = job.path("silver", table)
-    rec.delta_version = _last_commit(job.spark, silver_path)[0] if _is_delta(job.spark, silver_path) else None
+    rec.delta_version = last_commit(job.spark, silver_path)[0] if _is_delta(job.spark, silver_path) else None
     rec.rows_in = inc.rows
     rec.rows_out = n_valid
     rec.rows_quarantined = n_quarantined
@@ -492,7 +503,7 @@ def process_table(job: Job, rec: RunRecord) -> None:
 
 def _check_written(job: Job, spec: SilverTable, expected: int) -> None:
     """The write must have stored exactly the valid rows: each is new or newer (we hold the lock)."""
-    _, metrics = _last_commit(job.spark, job.path("silver", spec.name))
+    _, metrics = last_commit(job.spark, job.path("silver", spec.name))
     if "numTargetRowsInserted" in metrics:  # a MERGE
         written = int(metrics["numTargetRowsInserted"]) + int(metrics.get("numTargetRowsUpdated", 0))
     else:  # the table's first write

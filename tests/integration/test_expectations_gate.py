@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from pyspark.sql import functions as F
 
 from core.errors import ValidationFailedError
-from core.lake import table_path
+from core.lake import last_commit, table_path
 from core.settings import get_settings, load_settings
 from expectations import gate
 from expectations.checkpoints import needs_cache
@@ -197,7 +197,7 @@ def test_bronze_checkpoint_rejects_a_bad_window_before_it_is_appended(
             bronze_job._extract(spark, settings, rec, full_refresh=False, suite="orders")
         assert rec.checkpoint == "failed"
         assert spark.read.format("delta").load(target).count() == 3  # nothing appended
-        assert bronze_job._last_commit(spark, target)[0] == first.delta_version
+        assert last_commit(spark, target)[0] == first.delta_version
         assert read_watermark(settings, name) == watermark  # the window will be read again
         assert [a["checkpoint"] for a in Hook.received] == ["bronze.orders"]
         assert any(f["column"] == "order_id" for f in Hook.received[0]["failed"])

@@ -99,7 +99,7 @@ def warehouse_state(settings: Any) -> dict[str, tuple[Any, ...]]:
 def gold_versions(spark: Any, settings: Any) -> dict[str, int]:
     from delta.tables import DeltaTable
 
-    from gold.job import last_commit
+    from core.lake import last_commit
     from gold.marts.registry import MARTS
 
     paths = {name: table_path(settings, "gold", name) for name in MARTS}

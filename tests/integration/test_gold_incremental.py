@@ -21,7 +21,7 @@ import pytest
 from chispa import assert_df_equality
 
 from core.errors import ValidationFailedError
-from core.lake import table_path
+from core.lake import last_commit, table_path
 
 pytestmark = pytest.mark.integration
 
@@ -321,10 +321,10 @@ def test_incremental_runs_equal_a_full_rebuild_and_independent_recomputation(  #
         lake_settings,
         {**_changes(), "orders": {1: (*shop.rows["orders"][1][:2], "paid", *shop.rows["orders"][1][3:])}},
     )
-    version = job.last_commit(spark, table_path(lake_settings, "gold", "daily_sales"))[0]
+    version = last_commit(spark, table_path(lake_settings, "gold", "daily_sales"))[0]
     with pytest.raises(ValidationFailedError, match=r"gold\.daily_sales"):
         job.run(spark, lake_settings, run_id="gold-test-gate", tables=["daily_sales"])
-    assert job.last_commit(spark, table_path(lake_settings, "gold", "daily_sales"))[0] == version
+    assert last_commit(spark, table_path(lake_settings, "gold", "daily_sales"))[0] == version
     assert job.read_progress(spark, lake_settings)["daily_sales"] == before
     last = spark.read.format("delta").load(table_path(lake_settings, "ops", "runs")).where("run_id = 'gold-test-gate'")
     assert [(r.table_name, r.status, r.checkpoint) for r in last.collect()] == [("daily_sales", "failed", "failed")]

@@ -176,6 +176,7 @@ def scenario(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenar
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(expectations, "gate", recording_gate, raising=False)
+        mp.setattr(job, "EVENTS_PER_FILE", 1)  # events in event-time ranges of one row: the MERGE can skip files
         bronze_b1(spark, settings)
         run_silver(spark, sc, "run1", RUN1_AT)
         run_silver(spark, sc, "rerun", RUN1_AT, keep=False)  # nothing may change: compared by version
@@ -295,6 +296,21 @@ def test_sessions_follow_late_and_continuing_events(scenario: Scenario) -> None:
     assert (details["upserted"], details["duplicates_dropped"], details["sessions_reassigned"]) == (3, 1, 1)
 
 
+def test_the_events_merge_reads_only_the_files_from_the_earliest_reassigned_event(spark, scenario: Scenario) -> None:  # type: ignore[no-untyped-def]
+    """run1 wrote the events in event-time ranges (a file per row here); run3's late a2
+    re-assigns a3 (E0 + 40 min), so its MERGE skips the files of a1 and b1 (E0)."""
+    from delta.tables import DeltaTable
+
+    path = table_path(scenario.settings, "silver", "clickstream_events")
+    history = DeltaTable.forPath(spark, path).history().collect()
+    assert [h.operation for h in sorted(history, key=lambda h: h.version)][:2] == ["WRITE", "MERGE"]
+    [merge] = [h for h in history if h.operation == "MERGE"]
+    metrics = merge.operationMetrics
+    assert int(metrics["numTargetFilesBeforeSkipping"]) == 4  # a1, b1, a3, a5 (f1 was rejected)
+    assert int(metrics["numTargetFilesAfterSkipping"]) == 2  # a3 and a5
+    assert int(metrics["numTargetRowsUpdated"]) == 1 and int(metrics["numTargetRowsInserted"]) == 3
+
+
 def test_incremental_runs_equal_a_full_refresh(spark, scenario: Scenario) -> None:  # type: ignore[no-untyped-def]
     sc = scenario
     assert sc.snapshots["refresh"].keys() == sc.incremental.keys()
@@ -363,3 +379,33 @@ def test_a_failed_gate_writes_nothing(spark, lake_settings, monkeypatch: pytest.
     assert not DeltaTable.isDeltaTable(spark, table_path(lake_settings, "ops", "silver_progress"))
     [ledger] = read(spark, lake_settings, "ops", "runs").collect()
     assert (ledger.status, ledger.checkpoint) == ("failed", "failed")
+
+
+def test_new_events_that_move_no_session_are_appended(spark, lake_settings, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """No stored event changes session: the new events are appended (no MERGE), and the
+    change data feed that gold reads shows them as inserts."""
+    from delta.tables import DeltaTable
+
+    import expectations
+
+    monkeypatch.setattr(expectations, "gate", lambda *_a, **_kw: None, raising=False)
+    got = B1_AT - M
+    append_bronze(spark, lake_settings, "clickstream_events", [event(1, "a1", "A", E0, ingested_at=got)], run_id="b1")
+    job.run(spark, lake_settings, run_id="silver-1", tables=["clickstream_events"], as_of=RUN1_AT)
+    later = [
+        event(2, "a2", "A", E0 + 90 * M, ingested_at=got),  # A's next session: 90 minutes later
+        event(3, "c1", "C", E0 + 10 * M, ingested_at=got),  # a new visitor
+    ]
+    append_bronze(spark, lake_settings, "clickstream_events", later, run_id="b2")
+    job.run(spark, lake_settings, run_id="silver-2", tables=["clickstream_events"], as_of=RUN1_AT)
+
+    path = table_path(lake_settings, "silver", "clickstream_events")
+    last = DeltaTable.forPath(spark, path).history(1).collect()[0]
+    assert (last.operation, last.operationParameters["mode"]) == ("WRITE", "Append")
+    feed = spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", last.version)
+    assert sorted((r.event_id, r._change_type) for r in feed.load(path).collect()) == [
+        ("a2", "insert"),
+        ("c1", "insert"),
+    ]
+    sessions = {r.event_id: r.session_id for r in read(spark, lake_settings, "silver", "clickstream_events").collect()}
+    assert len(set(sessions.values())) == 3

@@ -7,7 +7,8 @@ from datetime import datetime
 import pytest
 
 from core.errors import EcomError
-from gold.job import micros_to_datetime, select_marts
+from core.lake import micros_to_datetime
+from gold.job import select_marts
 
 
 def test_select_marts_accepts_marts_and_silver_tables_and_names_unknown_ones() -> None:
