@@ -34,7 +34,7 @@ def incremental_cycle(report: Report, profile: dict[str, Any]) -> None:
     notes = []
     for multiple in HISTORY:
         lh.grow_to(multiple)
-        cycles = [lh.cycle() for _ in range(profile["cycle_repeats"])]
+        cycles = [lh.cycle() for _ in range(profile["cycle_repeats"][multiple])]
         medians[multiple] = statistics.median(c.seconds for c in cycles)
         steps = {k: statistics.median(c.steps[k] for c in cycles) for k in cycles[0].steps}
         report.curves.setdefault("incremental cycle (1% change)", []).append((lh.history_rows, medians[multiple]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,23 @@ DATABASES: dict[str, str] = {
     "quarantine": "quarantine",
     "gold": "gold",
     "ops": "_ops",
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a table keeps its files: in ranges of `order_by`, of about `rows_per_file` rows
+    when a layer writes it whole and at most `max_file_bytes` when `ecom maintain` re-sorts it."""
+
+    order_by: str
+    rows_per_file: int
+    max_file_bytes: int
+
+
+# Silver events are kept in event time, so that a MERGE around new events touches few files
+# (`silver.job.write_events`); `ecom maintain` re-sorts them instead of bin-packing them.
+LAYOUTS: dict[tuple[str, str], Layout] = {
+    ("silver", "clickstream_events"): Layout("event_ts", rows_per_file=250_000, max_file_bytes=32 * 1024 * 1024),
 }
 
 

@@ -1,5 +1,8 @@
 """`ecom maintain`: Delta OPTIMIZE (bin-packing) then VACUUM on every lake table.
 
+A table with a layout (`core.lake.LAYOUTS`: silver events, kept in event time) is re-sorted
+by its column into bounded files instead (ZORDER BY on one column), which keeps it so.
+
 Each table is maintained under its writer lock (`core.locks`, the name the layers use,
 e.g. `bronze.orders`), so maintenance never races a pipeline write: a table whose lock
 stays busy for `wait_s` is skipped and reported, and the next run picks it up. VACUUM
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import console
 from core.errors import EcomError, LockBusyError
-from core.lake import DATABASES, discover_tables, table_path
+from core.lake import DATABASES, LAYOUTS, Layout, discover_tables, table_path
 from core.locks import writer_lock
 from core.settings import Settings
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 
 MIN_RETENTION_HOURS = 168  # 7 days: never VACUUM younger files
 RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
+MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"
 _UNIT_HOURS = {"week": 168.0, "day": 24.0, "hour": 1.0, "minute": 1 / 60, "second": 1 / 3600}
 _INTERVAL_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(week|day|hour|minute|second)s?", re.IGNORECASE)
 
@@ -71,11 +75,24 @@ def _metric(row: Any, name: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def optimize_table(spark: SparkSession, path: str) -> tuple[int | None, int | None]:
-    """OPTIMIZE (compaction) one Delta table; returns (files removed, files added)."""
+def optimize_table(spark: SparkSession, path: str, layout: Layout | None = None) -> tuple[int | None, int | None]:
+    """OPTIMIZE one Delta table — compaction, or for a table with a `Layout` a re-sort by its
+    column into files of at most its size —; returns (files removed, files added)."""
     from delta.tables import DeltaTable
 
-    rows = DeltaTable.forPath(spark, path).optimize().executeCompaction().collect()
+    optimizer = DeltaTable.forPath(spark, path).optimize()
+    if layout is None:
+        rows = optimizer.executeCompaction().collect()
+    else:
+        key, previous = MAX_FILE_SIZE_CONF, spark.conf.get(MAX_FILE_SIZE_CONF, None)
+        spark.conf.set(key, str(layout.max_file_bytes))
+        try:
+            rows = optimizer.executeZOrderBy(layout.order_by).collect()
+        finally:
+            if previous is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, previous)
     if not rows:
         return None, None
     metrics = rows[0]["metrics"]
@@ -107,7 +124,8 @@ def maintain_table(
     path = table_path(settings, database, table)
     try:
         with writer_lock(settings, f"{database}.{table}", wait_s=wait_s):
-            result.files_removed, result.files_added = optimize_table(spark, path)
+            layout = LAYOUTS.get((database, table))
+            result.files_removed, result.files_added = optimize_table(spark, path, layout)
             result.retain_hours, result.files_vacuumed = vacuum_table(spark, path, retain_hours)
     except LockBusyError as exc:
         result.status, result.message = "busy", str(exc)

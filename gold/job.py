@@ -394,7 +394,7 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
                 rec.details["changed_silver_keys"] = counts
                 if any(counts.values()):
                     with rec.phase("scope"):
-                        scope_df = run.materialize(recipe.scope(changes, old, run.new))
+                        scope_df = run.materialize(recipe.scope(changes, old, run.new, run.materialize))
                         rec.details["scope_keys"] = scope_df.count()
                 else:
                     scope_df = run.spark.createDataFrame([], recipe.mart.schema).select(*recipe.mart.scope)
@@ -422,12 +422,12 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
                 candidate = run.materialize(recipe.build(run.new, as_of))
             elif as_of_moved:
                 assert recipe.refresh_as_of is not None
-                fresh = recipe.recompute(run.new, scope_df, as_of)
+                fresh = recipe.recompute(run.new, scope_df, as_of, run.materialize)
                 stored = run.spark.read.format("delta").load(path).join(scope_df, list(recipe.mart.scope), "left_anti")
                 candidate = run.materialize(recipe.refresh_as_of(stored, as_of).unionByName(fresh))
                 rec.details["as_of_moved"] = True
             elif rec.details["scope_keys"] > 0:
-                candidate = run.materialize(recipe.recompute(run.new, scope_df, as_of))
+                candidate = run.materialize(recipe.recompute(run.new, scope_df, as_of, run.materialize))
             if candidate is not None:
                 rec.rows_in = candidate.count()
         written = candidate is not None

@@ -37,7 +37,7 @@ from pyspark.sql import types as T
 
 from core import console
 from core.errors import EcomError, ValidationFailedError
-from core.lake import EPOCH, last_commit, register_table, table_path
+from core.lake import EPOCH, LAYOUTS, last_commit, register_table, table_path
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.settings import Settings
@@ -328,9 +328,7 @@ def write_silver(job: Job, spec: SilverTable, rows: DataFrame, *, overwrite: boo
     )
 
 
-# Silver events are laid out in event time: a rebuild writes them in event_ts ranges of about
-# this many rows per file, and each batch's new events (an hour or so) land in files of their own.
-EVENTS_PER_FILE = 250_000
+EVENTS_LAYOUT = LAYOUTS[("silver", "clickstream_events")]
 # Below the earliest re-assigned event: Delta keeps timestamp statistics at millisecond precision.
 SKIP_MARGIN = timedelta(seconds=1)
 
@@ -338,7 +336,8 @@ SKIP_MARGIN = timedelta(seconds=1)
 def write_events(job: Job, rows: DataFrame, *, rows_count: int, overwrite: bool) -> None:
     """New events, and the new `session_id` of stored events whose session changed.
 
-    A session changes only around new events, so the MERGE names the earliest event time it
+    The table is kept in event time (`EVENTS_LAYOUT`): a rebuild writes it in event_ts ranges,
+    and each batch's new events (an hour or so) land in files of their own. A session changes only around new events, so the MERGE names the earliest event time it
     re-assigns (`t.event_ts >= …`): Delta's data skipping then reads and rewrites only the
     files of that time range, not the whole table. New events never match a stored one (an
     event_id already in silver or quarantine is classified current or duplicate), so the bound
@@ -351,8 +350,9 @@ def write_events(job: Job, rows: DataFrame, *, rows_count: int, overwrite: bool)
     path = job.path("silver", spec.name)
     out = rows.select(*spec.schema.fieldNames())
     if overwrite or not _is_delta(job.spark, path):
-        files = max(1, -(-rows_count // EVENTS_PER_FILE))
-        _create_or_replace(out.repartitionByRange(files, "event_ts", "event_id"), path, spec.schema, change_feed=True)
+        files = max(1, -(-rows_count // EVENTS_LAYOUT.rows_per_file))
+        ranged = out.repartitionByRange(files, EVENTS_LAYOUT.order_by, "event_id")
+        _create_or_replace(ranged, path, spec.schema, change_feed=True)
         return
     earliest = rows.where(~F.col("_is_new")).agg(F.min(F.unix_micros("event_ts"))).collect()[0][0]
     if earliest is None:

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 
 from gold.marts import customer_360, daily_sales, product_performance, scope, sessions
 from gold.marts.contract import Mart
-from gold.marts.scope import Changes, SilverState
+from gold.marts.scope import Changes, Materialize, SilverState
 
 AsOf = datetime | date | None
 
@@ -23,8 +23,10 @@ AsOf = datetime | date | None
 class Recipe:
     mart: Mart
     build: Callable[[SilverState, AsOf], DataFrame]
-    scope: Callable[[Changes, SilverState, SilverState], DataFrame]
-    recompute: Callable[[SilverState, DataFrame, AsOf], DataFrame]
+    # (changes, old state, new state, materialize): the gold scope keys the changes touch.
+    scope: Callable[[Changes, SilverState, SilverState, Materialize], DataFrame]
+    # (state, scope keys, as-of, materialize): the scope's rows, from the mart's own transform.
+    recompute: Callable[[SilverState, DataFrame, AsOf, Materialize], DataFrame]
     # Re-derives stored rows for a new as-of date (marts with as-of columns only).
     refresh_as_of: Callable[[DataFrame, AsOf], DataFrame] | None = None
 
@@ -45,13 +47,13 @@ RECIPES: dict[str, Recipe] = {
             sessions.MART,
             build=lambda s, as_of: sessions.build_sessions(s.clickstream_events, s.customers, s.products),
             scope=scope.sessions_scope,
-            recompute=lambda s, keys, as_of: scope.recompute_sessions(s, keys),
+            recompute=lambda s, keys, as_of, materialize: scope.recompute_sessions(s, keys, materialize),
         ),
         Recipe(
             daily_sales.MART,
             build=lambda s, as_of: daily_sales.build_daily_sales(s.orders, s.order_items, s.products),
             scope=scope.daily_sales_scope,
-            recompute=lambda s, keys, as_of: scope.recompute_daily_sales(s, keys),
+            recompute=lambda s, keys, as_of, materialize: scope.recompute_daily_sales(s, keys),
         ),
         Recipe(
             product_performance.MART,
@@ -59,7 +61,7 @@ RECIPES: dict[str, Recipe] = {
                 s.clickstream_events, s.orders, s.order_items
             ),
             scope=scope.product_performance_scope,
-            recompute=lambda s, keys, as_of: scope.recompute_product_performance(s, keys),
+            recompute=lambda s, keys, as_of, materialize: scope.recompute_product_performance(s, keys),
         ),
     )
 }

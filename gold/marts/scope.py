@@ -31,6 +31,7 @@ Dependencies (→ gold keys):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from functools import reduce
@@ -43,6 +44,9 @@ from gold.marts.customer_360 import build_customer_360
 from gold.marts.daily_sales import build_daily_sales, first_order_dates
 from gold.marts.product_performance import build_product_performance
 from gold.marts.sessions import CART_EVENTS, build_sessions
+
+# Computes a frame read more than once, once (`gold.job` passes a local checkpoint).
+Materialize = Callable[[DataFrame], DataFrame]
 
 SILVER_KEYS: dict[str, str] = {
     "customers": "customer_id",
@@ -89,6 +93,10 @@ class Changes:
         return cls(**{f.name: frames[f.name] for f in fields(cls)})
 
 
+def as_is(df: DataFrame) -> DataFrame:
+    return df
+
+
 def union_keys(frames: list[DataFrame]) -> DataFrame:
     """Distinct non-null keys of frames that share their columns."""
     combined = reduce(DataFrame.unionByName, frames)
@@ -126,41 +134,53 @@ def affected_orders(changes: Changes, new: SilverState, *, products: DataFrame |
 
 def session_scope(changes: Changes, new: SilverState, *, priced_products: DataFrame | None = None) -> DataFrame:
     """(session_id): sessions of changed events (before and after), of visitors of changed
-    customers and, if given, sessions with cart events of `priced_products`."""
-    parts = [changes.clickstream_events.select("session_id")]
-    visitors = union_keys([changes.customers.select("visitor_id")])
-    parts.append(new.clickstream_events.join(visitors, "visitor_id", "left_semi").select("session_id"))
+    customers and, if given, sessions with cart events of `priced_products` (the last two in
+    one pass over the events)."""
+    visitors = union_keys([changes.customers.select("visitor_id")]).withColumn("_visitor", F.lit(True))
+    events = new.clickstream_events.select("session_id", "visitor_id", "event_type", "product_id").join(
+        F.broadcast(visitors), "visitor_id", "left"
+    )
+    hit = F.col("_visitor")  # NULL (no match) everywhere: not in scope
     if priced_products is not None:
-        carts = new.clickstream_events.where(F.col("event_type").isin(*CART_EVENTS))
-        parts.append(carts.join(priced_products, "product_id", "left_semi").select("session_id"))
-    return union_keys(parts)
+        priced = priced_products.select("product_id").withColumn("_priced", F.lit(True))
+        events = events.join(F.broadcast(priced), "product_id", "left")
+        hit = hit | (F.col("_priced") & F.col("event_type").isin(*CART_EVENTS))
+    return union_keys([changes.clickstream_events.select("session_id"), events.where(hit).select("session_id")])
 
 
-def sessions_scope(changes: Changes, old: SilverState, new: SilverState) -> DataFrame:
+def sessions_scope(changes: Changes, old: SilverState, new: SilverState, materialize: Materialize = as_is) -> DataFrame:
     """Scope of gold.sessions (session_id)."""
     priced = changed_on(changes.products, "product_id", ["unit_price"])
     return session_scope(changes, new, priced_products=priced)
 
 
-def customer_360_scope(changes: Changes, old: SilverState, new: SilverState) -> DataFrame:
+def customer_360_scope(
+    changes: Changes, old: SilverState, new: SilverState, materialize: Materialize = as_is
+) -> DataFrame:
     """Scope of gold.customer_360 (customer_id)."""
     recategorised = changed_on(changes.products, "product_id", ["category"])
     orders = affected_orders(changes, new, products=recategorised)
-    sessions = session_scope(changes, new)
+    sessions = materialize(session_scope(changes, new))
     parts = [
         changes.customers.select("customer_id"),
         either_state(new.orders, changes.orders).join(orders, "order_id", "left_semi").select("customer_id"),
     ]
     # A session's customer (`session_customers`) is a customer logged on its events, else the
     # sign-up of its visitor: every such candidate in either state covers the old and the new one.
-    events = either_state(new.clickstream_events, changes.clickstream_events).join(sessions, "session_id", "left_semi")
+    events = materialize(
+        either_state(new.clickstream_events, changes.clickstream_events)
+        .join(F.broadcast(sessions), "session_id", "left_semi")
+        .select("customer_id", "visitor_id")
+    )
     visitors = union_keys([events.select("visitor_id")])
     customers = either_state(new.customers, changes.customers).join(visitors, "visitor_id", "left_semi")
     parts += [events.select("customer_id"), customers.select("customer_id")]
     return union_keys(parts)
 
 
-def daily_sales_scope(changes: Changes, old: SilverState, new: SilverState) -> DataFrame:
+def daily_sales_scope(
+    changes: Changes, old: SilverState, new: SilverState, materialize: Materialize = as_is
+) -> DataFrame:
     """Scope of gold.daily_sales (sales_date): days of touched orders, and the old and new
     first-order day of their customers when it moved."""
     recategorised = changed_on(changes.products, "product_id", ["category"])
@@ -179,7 +199,9 @@ def daily_sales_scope(changes: Changes, old: SilverState, new: SilverState) -> D
     return union_keys(parts)
 
 
-def product_performance_scope(changes: Changes, old: SilverState, new: SilverState) -> DataFrame:
+def product_performance_scope(
+    changes: Changes, old: SilverState, new: SilverState, materialize: Materialize = as_is
+) -> DataFrame:
     """Scope of gold.product_performance (product_id, activity_date)."""
     orders = affected_orders(changes, new)
     parts = [changes.clickstream_events.select("product_id", F.to_date("event_ts").alias("activity_date"))]
@@ -194,31 +216,37 @@ def product_performance_scope(changes: Changes, old: SilverState, new: SilverSta
 
 
 # --- recomputation of a scope from the current silver state -----------------------------------------
-def recompute_sessions(new: SilverState, scope: DataFrame) -> DataFrame:
-    events = new.clickstream_events.join(scope, "session_id", "left_semi")
+def recompute_sessions(new: SilverState, scope: DataFrame, materialize: Materialize = as_is) -> DataFrame:
+    """Sessions in scope, from their events (read once: the transform uses them three times)."""
+    events = materialize(new.clickstream_events.join(scope, "session_id", "left_semi"))
     return build_sessions(events, new.customers, new.products).join(scope, "session_id", "left_semi")
 
 
-def recompute_customer_360(new: SilverState, scope: DataFrame, as_of: datetime | date | None) -> DataFrame:
-    """Customers in scope; every customer is passed on so sign-up attribution sees all visitors."""
+def recompute_customer_360(
+    new: SilverState, scope: DataFrame, as_of: datetime | date | None, materialize: Materialize = as_is
+) -> DataFrame:
+    """Customers in scope; every customer is passed on so sign-up attribution sees all visitors.
+
+    Their sessions are found in one pass over the events (logged on an event, or the visitor
+    they signed up as), and those sessions' events are read once."""
     orders = new.orders.join(scope, "customer_id", "left_semi")
     items = new.order_items.join(orders.select("order_id"), "order_id", "left_semi")
-    visitors = new.customers.join(scope, "customer_id", "left_semi").select("visitor_id").dropna()
+    visitors = new.customers.join(scope, "customer_id", "left_semi").select("visitor_id").dropna().distinct()
     events = new.clickstream_events
-    sessions = union_keys(
-        [
-            events.join(scope, "customer_id", "left_semi").select("session_id"),
-            events.join(visitors, "visitor_id", "left_semi").select("session_id"),
-        ]
+    ours = F.col("_customer") | F.col("_visitor")  # NULL (no match) on both sides: not ours
+    sessions = (
+        events.select("session_id", "customer_id", "visitor_id")
+        .join(F.broadcast(scope.select("customer_id").withColumn("_customer", F.lit(True))), "customer_id", "left")
+        .join(F.broadcast(visitors.withColumn("_visitor", F.lit(True))), "visitor_id", "left")
+        .where(ours)
+        .select("session_id")
+        .dropna()
+        .distinct()
     )
-    return build_customer_360(
-        new.customers,
-        orders,
-        items,
-        new.products,
-        events.join(sessions, "session_id", "left_semi"),
-        as_of,
-    ).join(scope, "customer_id", "left_semi")
+    session_events = materialize(events.join(sessions, "session_id", "left_semi"))
+    return build_customer_360(new.customers, orders, items, new.products, session_events, as_of).join(
+        scope, "customer_id", "left_semi"
+    )
 
 
 def recompute_daily_sales(new: SilverState, scope: DataFrame) -> DataFrame:

@@ -46,6 +46,32 @@ def test_maintain_compacts_vacuums_and_skips_a_table_being_written(spark: Any, l
     assert "OPTIMIZE" not in ops
 
 
+def test_maintain_resorts_silver_events_by_event_time_into_bounded_files(spark: Any, lake_settings: Any) -> None:
+    """Silver events keep their event-time layout (`core.lake.LAYOUTS`): a re-sort, not a bin-pack,
+    and the session's own OPTIMIZE file size is left as it was."""
+    from datetime import datetime, timedelta
+
+    from delta.tables import DeltaTable
+
+    from core.lake import LAYOUTS
+
+    layout = LAYOUTS[("silver", "clickstream_events")]
+    path = table_path(lake_settings, "silver", "clickstream_events")
+    t0 = datetime(2026, 1, 1)
+    for hours in ((5, 1), (3, 0), (4, 2)):  # three files whose event-time ranges overlap
+        rows = [(f"e{h}", t0 + timedelta(hours=h)) for h in hours]
+        spark.createDataFrame(rows, "event_id STRING, event_ts TIMESTAMP").coalesce(1).write.format("delta").mode(
+            "append"
+        ).save(path)
+
+    [result] = maintain(lake_settings, wait_s=0)
+    assert (result.status, result.files_removed, result.files_added) == ("maintained", 3, 1)
+    last = next(h for h in DeltaTable.forPath(spark, path).history().collect() if h.operation == "OPTIMIZE")
+    assert last.operationParameters["zOrderBy"] == f'["{layout.order_by}"]'
+    assert spark.conf.get("spark.databricks.delta.optimize.maxFileSize", None) is None
+    assert spark.read.format("delta").load(path).count() == 6
+
+
 def test_maintain_refuses_a_retention_under_seven_days() -> None:
     from core.cli import cli
 

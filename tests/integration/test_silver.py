@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -176,7 +176,8 @@ def scenario(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenar
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(expectations, "gate", recording_gate, raising=False)
-        mp.setattr(job, "EVENTS_PER_FILE", 1)  # events in event-time ranges of one row: the MERGE can skip files
+        # events in event-time ranges of one row: the MERGE can skip files
+        mp.setattr(job, "EVENTS_LAYOUT", replace(job.EVENTS_LAYOUT, rows_per_file=1))
         bronze_b1(spark, settings)
         run_silver(spark, sc, "run1", RUN1_AT)
         run_silver(spark, sc, "rerun", RUN1_AT, keep=False)  # nothing may change: compared by version
@@ -298,17 +299,27 @@ def test_sessions_follow_late_and_continuing_events(scenario: Scenario) -> None:
 
 def test_the_events_merge_reads_only_the_files_from_the_earliest_reassigned_event(spark, scenario: Scenario) -> None:  # type: ignore[no-untyped-def]
     """run1 wrote the events in event-time ranges (a file per row here); run3's late a2
-    re-assigns a3 (E0 + 40 min), so its MERGE skips the files of a1 and b1 (E0)."""
+    re-assigns a3 (E0 + 40 min), so its MERGE names that time and can skip the files of a1 and
+    b1 (E0)."""
+    import pyarrow as pa
     from delta.tables import DeltaTable
+    from deltalake import DeltaTable as FileTable
 
     path = table_path(scenario.settings, "silver", "clickstream_events")
     history = DeltaTable.forPath(spark, path).history().collect()
     assert [h.operation for h in sorted(history, key=lambda h: h.version)][:2] == ["WRITE", "MERGE"]
     [merge] = [h for h in history if h.operation == "MERGE"]
-    metrics = merge.operationMetrics
-    assert int(metrics["numTargetFilesBeforeSkipping"]) == 4  # a1, b1, a3, a5 (f1 was rejected)
-    assert int(metrics["numTargetFilesAfterSkipping"]) == 2  # a3 and a5
-    assert int(metrics["numTargetRowsUpdated"]) == 1 and int(metrics["numTargetRowsInserted"]) == 3
+    bound = E0 + 40 * M - job.SKIP_MARGIN  # a3's time, less the margin
+    assert "event_ts#" in merge.operationParameters["predicate"]
+    assert f">= {bound.isoformat(sep=' ')}" in merge.operationParameters["predicate"]
+    # What Delta's data skipping does with that predicate: run1's files by their event_ts statistics.
+    files = pa.table(FileTable(path, version=0).get_add_actions(flatten=True)).to_pylist()
+    assert len(files) == 4  # a1, b1, a3, a5 (f1 was rejected)
+    kept = [f for f in files if f["max.event_ts"].replace(tzinfo=None) >= bound]
+    assert len(kept) == 2  # a3's and a5's: the MERGE reads and may rewrite only these
+    assert int(merge.operationMetrics["numTargetRowsUpdated"]) == 1
+    assert int(merge.operationMetrics["numTargetRowsInserted"]) == 3
+    assert int(merge.operationMetrics["numTargetFilesRemoved"]) == 1  # a3's file only
 
 
 def test_incremental_runs_equal_a_full_refresh(spark, scenario: Scenario) -> None:  # type: ignore[no-untyped-def]
