@@ -2,7 +2,8 @@
 
 Business rules that more than one mart uses live here once:
 
-- an order is *net* (it counts as revenue) unless its status is cancelled or returned;
+- an order is *net* (it counts as revenue) unless its status is cancelled or returned; its
+  standing (net, cancelled, returned) is all a mart reads of its status;
 - a line's net amount is quantity × unit_price − discount_amount (exact decimals);
 - a line whose product is not in silver is filed under the category `unknown`;
 - dates are UTC calendar dates of the source timestamps (the session time zone is UTC).
@@ -22,6 +23,14 @@ UNKNOWN_CATEGORY = "unknown"
 def is_net_order(status: Column) -> Column:
     """True when an order counts as revenue: its status is neither cancelled nor returned."""
     return F.coalesce(~F.lower(status).isin(*NON_NET_STATUSES), F.lit(False))
+
+
+def order_standing(status: Column) -> Column:
+    """What an order's status means to every mart: `cancelled`, `returned`, `net`, or NULL (no
+    status: not net). A move within a standing (placed → paid → shipped → delivered) changes no
+    mart row."""
+    lowered = F.lower(status)
+    return F.when(lowered.isin(*NON_NET_STATUSES), lowered).when(is_net_order(status), F.lit("net"))
 
 
 def line_amount(quantity: Column, unit_price: Column, discount_amount: Column) -> Column:

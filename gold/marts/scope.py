@@ -19,12 +19,14 @@ pure transform on silver filtered to what those keys need, so the incremental pa
 full rebuild share one definition of every metric.
 
 Dependencies (→ gold keys):
-- orders, order_items → their orders' customers, sales dates, product × dates;
+- orders (changed in customer, order date, standing or total: a status move within its
+  standing changes no mart), order_items → their orders' customers, sales dates, product × dates;
 - products → only when a column a mart uses changed: `category` (customer top categories,
   daily_sales) or `unit_price` (sessions' cart value);
 - clickstream_events → their sessions (old and new session_id), those sessions' customers
   (old and new attribution) and product × event dates;
-- customers → themselves, and the sessions of their visitor_id (sign-up attribution);
+- customers → themselves, and when their visitor_id changed (or they are new or gone) the
+  sessions of that visitor (sign-up attribution);
 - a customer's first order date moving → the old and the new date of daily_sales
   (new vs returning customers).
 """
@@ -39,7 +41,7 @@ from functools import reduce
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from gold.marts.common import order_lines
+from gold.marts.common import order_lines, order_standing
 from gold.marts.customer_360 import build_customer_360
 from gold.marts.daily_sales import build_daily_sales, first_order_dates
 from gold.marts.product_performance import build_product_performance
@@ -123,9 +125,24 @@ def either_state(new_df: DataFrame, images: DataFrame) -> DataFrame:
     return new_df.unionByName(images.drop(CHANGE_TYPE))
 
 
+# What the marts read of an order: a change elsewhere (a status move within its standing, a
+# shipping address) moves no mart row.
+ORDER_FACTS = ["customer_id", "_order_date", "_standing", "total_amount"]
+
+
+def changed_orders(changes: Changes) -> DataFrame:
+    """(order_id): inserted or deleted orders, and those whose customer, order date, standing
+    (net / cancelled / returned) or total changed."""
+    images = changes.orders.withColumn("_order_date", F.to_date("order_ts")).withColumn(
+        "_standing", order_standing(F.col("status"))
+    )
+    return changed_on(images, "order_id", ORDER_FACTS)
+
+
 def affected_orders(changes: Changes, new: SilverState, *, products: DataFrame | None = None) -> DataFrame:
-    """(order_id): changed orders, orders of changed lines and, if given, orders with lines of `products`."""
-    parts = [changes.orders.select("order_id"), changes.order_items.select("order_id")]
+    """(order_id): orders changed in what the marts read of them, orders of changed lines and,
+    if given, orders with lines of `products`."""
+    parts = [changed_orders(changes), changes.order_items.select("order_id")]
     if products is not None:
         lines = either_state(new.order_items, changes.order_items)
         parts.append(lines.join(products, "product_id", "left_semi").select("order_id"))
@@ -133,10 +150,12 @@ def affected_orders(changes: Changes, new: SilverState, *, products: DataFrame |
 
 
 def session_scope(changes: Changes, new: SilverState, *, priced_products: DataFrame | None = None) -> DataFrame:
-    """(session_id): sessions of changed events (before and after), of visitors of changed
-    customers and, if given, sessions with cart events of `priced_products` (the last two in
-    one pass over the events)."""
-    visitors = union_keys([changes.customers.select("visitor_id")]).withColumn("_visitor", F.lit(True))
+    """(session_id): sessions of changed events (before and after), of the visitors of
+    customers whose sign-up visitor changed (new, deleted or re-linked customers: a profile
+    change moves no session) and, if given, sessions with cart events of `priced_products`
+    (the last two in one pass over the events)."""
+    signed_up = changes.customers.join(changed_on(changes.customers, "customer_id", ["visitor_id"]), "customer_id")
+    visitors = union_keys([signed_up.select("visitor_id")]).withColumn("_visitor", F.lit(True))
     events = new.clickstream_events.select("session_id", "visitor_id", "event_type", "product_id").join(
         F.broadcast(visitors), "visitor_id", "left"
     )

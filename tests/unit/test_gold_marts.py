@@ -507,6 +507,59 @@ def test_daily_sales_scope_holds_old_and_new_day_and_a_moved_first_order_day(spa
     assert sorted(r.sales_date for r in scope.collect()) == [d("2024-05-05"), d("2024-05-10"), d("2024-05-20")]
 
 
+def test_a_status_move_within_its_standing_touches_no_mart(spark) -> None:  # type: ignore[no-untyped-def]
+    from gold.marts.scope import customer_360_scope, daily_sales_scope, product_performance_scope
+
+    old = _state(
+        spark,
+        orders=[
+            order(1, 1, "placed", "2024-05-10 10:00", "1.00"),
+            order(2, 2, "paid", "2024-05-11 10:00", "1.00"),
+            order(3, 3, "delivered", "2024-05-12 10:00", "1.00"),
+        ],
+        items=[item(1, 1, 7, 1, "1.00"), item(2, 2, 7, 1, "1.00"), item(3, 3, 7, 1, "1.00")],
+    )
+    new = _state(
+        spark,
+        orders=[
+            order(1, 1, "shipped", "2024-05-10 10:00", "1.00"),  # placed → shipped: still net
+            order(2, 2, "cancelled", "2024-05-11 10:00", "1.00"),  # no longer net
+            order(3, 3, "Delivered", "2024-05-12 23:00", "1.00"),  # case and time of day: same facts
+            order(4, 4, "placed", "2024-05-13 10:00", "1.00"),  # new
+        ],
+        items=[item(1, 1, 7, 1, "1.00"), item(2, 2, 7, 1, "1.00"), item(3, 3, 7, 1, "1.00")],
+    )
+    changes = _changes(old, new, orders=[1, 2, 3, 4])
+    assert sorted(r.customer_id for r in customer_360_scope(changes, old, new).collect()) == [2, 4]
+    assert sorted(r.sales_date for r in daily_sales_scope(changes, old, new).collect()) == [
+        d("2024-05-11"),
+        d("2024-05-13"),
+    ]
+    assert sorted(r.activity_date for r in product_performance_scope(changes, old, new).collect()) == [d("2024-05-11")]
+
+
+def test_only_a_changed_sign_up_visitor_moves_sessions(spark) -> None:  # type: ignore[no-untyped-def]
+    from gold.marts.scope import customer_360_scope, sessions_scope
+
+    events = [
+        event("e1", "S1", "v1", "page_view", "2024-05-01 10:00"),
+        event("e2", "S2", "v2", "page_view", "2024-05-01 10:00"),
+        event("e3", "S3", "v3", "page_view", "2024-05-01 10:00"),
+    ]
+    moved = customer(3, "v9")  # re-linked from v3 to v9
+    relocated = (*customer(1, "v1")[:7], "Hamburg", *customer(1, "v1")[8:])  # a profile change
+    old = _state(spark, orders=[], events=events, customers=[customer(1, "v1"), customer(3, "v3")])
+    new = _state(
+        spark,
+        orders=[],
+        events=events,
+        customers=[relocated, customer(2, "v2"), moved],
+    )  # 1's sessions stay as they were; 2 signed up as v2
+    changes = _changes(old, new, customers=[1, 2, 3])
+    assert sorted(r.session_id for r in sessions_scope(changes, old, new).collect()) == ["S2", "S3"]
+    assert sorted(r.customer_id for r in customer_360_scope(changes, old, new).collect()) == [1, 2, 3]
+
+
 def test_session_and_customer_scope_follow_a_moved_event(spark) -> None:  # type: ignore[no-untyped-def]
     from gold.marts.scope import customer_360_scope, sessions_scope
 
