@@ -9,8 +9,9 @@ One run:
    clock;
 3. per mart, holding the writer lock `gold.<mart>`:
    - plan — full when asked (`--full-refresh`), when the mart or its progress does not exist,
-     or when a silver table was recreated, restored or overwritten since the versions the
-     mart consumed; else incremental;
+     when a silver table was recreated, restored or overwritten since the versions the mart
+     consumed, or when the changes touch half its keys or more (`FULL_REBUILD_SHARE`: a full
+     build is then cheaper); else incremental;
    - incremental — the keys changed in each silver table since those versions (change data
      feed) → the gold keys they touch (`gold.marts.scope`, comparing the old and the new
      silver state) → those keys recomputed with the mart's own transform → gate → one MERGE
@@ -67,6 +68,10 @@ REWRITING_OPERATIONS = frozenset(
         "TRUNCATE",
     }
 )
+
+
+# An incremental run that would recompute this share of a mart's keys rebuilds it instead.
+FULL_REBUILD_SHARE = 0.5
 
 
 # --- pinned silver ----------------------------------------------------------------------------------
@@ -280,8 +285,10 @@ def gate_facts(run: GoldRun, name: str, scope_df: DataFrame | None) -> dict[str,
     build, or customer_360 re-derived for a new as-of) must cover all of silver; an
     incremental candidate, the silver rows of its scope."""
 
+    from pyspark.sql import functions as F
+
     def in_scope(df: DataFrame) -> DataFrame:
-        return df if scope_df is None else df.join(scope_df, list(RECIPES[name].mart.scope), "left_semi")
+        return df if scope_df is None else df.join(F.broadcast(scope_df), list(RECIPES[name].mart.scope), "left_semi")
 
     if name == "customer_360":
         customers = run.new.customers.select("customer_id")
@@ -328,8 +335,8 @@ def merge_scope(spark: SparkSession, path: str, recipe: Recipe, candidate_df: Da
     gone = (
         target.toDF()
         .select(*keys)
-        .join(scope_df, list(mart.scope), "left_semi")
-        .join(candidate_df.select(*keys), keys, "left_anti")
+        .join(F.broadcast(scope_df), list(mart.scope), "left_semi")
+        .join(F.broadcast(candidate_df.select(*keys)), keys, "left_anti")
     )
     source = candidate_df.withColumn("_is_deleted", F.lit(False)).unionByName(
         gone.withColumn("_is_deleted", F.lit(True)), allowMissingColumns=True
@@ -376,9 +383,25 @@ def plan(run: GoldRun, name: str, *, full_refresh: bool) -> tuple[str, str, dict
     return "incremental", "changes since the last gold run", dict(done.versions)
 
 
+def too_wide(run: GoldRun, recipe: Recipe, path: str, scope_keys: int) -> str | None:
+    """Why rebuilding in full is cheaper, when the changes touch `FULL_REBUILD_SHARE` or more of
+    the mart's scope keys (a history load, or status moves spread over every day): a MERGE of
+    most of a table costs more than writing it anew, and the result is the same."""
+    stored = run.spark.read.format("delta").load(path)
+    mart = recipe.mart
+    keys = stored.count() if mart.scope == mart.key else stored.select(*mart.scope).distinct().count()
+    if keys and scope_keys >= FULL_REBUILD_SHARE * keys:
+        return (
+            f"the changes touch {scope_keys:,} of its {keys:,} {'/'.join(mart.scope)} keys "
+            f"(≥ {FULL_REBUILD_SHARE:.0%}): rebuilding in full"
+        )
+    return None
+
+
 def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import PySparkException
+    from pyspark.sql import functions as F
 
     name = rec.table_name
     recipe = RECIPES[name]
@@ -403,6 +426,12 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
                 first_line = " ".join(str(exc).split())[:300] or type(exc).__name__
                 console.warn(f"gold.{name}: change data feed unusable ({first_line}): rebuilding in full")
                 mode, reason, scope_df = "full", f"change data feed unusable: {first_line}", None
+        if scope_df is not None and rec.details["scope_keys"] > 0:
+            with rec.phase("plan"):
+                wide = too_wide(run, recipe, path, rec.details["scope_keys"])
+            if wide:
+                console.step(f"gold.{name}: {wide}")
+                mode, reason, scope_df = "full", wide, None
         rec.watermark_from = _versions_text(start) if start else None
         rec.watermark_to = _versions_text(run.versions)
         unchanged = start == run.versions and run.as_of_given is None  # silver did not move, nor the as-of
@@ -423,7 +452,11 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
             elif as_of_moved:
                 assert recipe.refresh_as_of is not None
                 fresh = recipe.recompute(run.new, scope_df, as_of, run.materialize)
-                stored = run.spark.read.format("delta").load(path).join(scope_df, list(recipe.mart.scope), "left_anti")
+                stored = (
+                    run.spark.read.format("delta")
+                    .load(path)
+                    .join(F.broadcast(scope_df), list(recipe.mart.scope), "left_anti")
+                )
                 candidate = run.materialize(recipe.refresh_as_of(stored, as_of).unionByName(fresh))
                 rec.details["as_of_moved"] = True
             elif rec.details["scope_keys"] > 0:

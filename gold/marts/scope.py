@@ -14,7 +14,9 @@ new state plus the images: an unchanged row is the same in both states, and a ch
 old version is among the images. Only aggregates over a whole state (a session's customer,
 a customer's first order day) still read the old state itself.
 
-Each `recompute_*` function then rebuilds the rows of a scope by calling the mart's own
+Every lookup of a large silver table by a set of keys is a broadcast semi-join: the table is
+read once and never shuffled (a sort-merge join would shuffle all 10M events to find a few
+thousand sessions, whatever the scope's size). Each `recompute_*` function then rebuilds the rows of a scope by calling the mart's own
 pure transform on silver filtered to what those keys need, so the incremental path and a
 full rebuild share one definition of every metric.
 
@@ -145,7 +147,7 @@ def affected_orders(changes: Changes, new: SilverState, *, products: DataFrame |
     parts = [changed_orders(changes), changes.order_items.select("order_id")]
     if products is not None:
         lines = either_state(new.order_items, changes.order_items)
-        parts.append(lines.join(products, "product_id", "left_semi").select("order_id"))
+        parts.append(lines.join(F.broadcast(products), "product_id", "left_semi").select("order_id"))
     return union_keys(parts)
 
 
@@ -182,7 +184,9 @@ def customer_360_scope(
     sessions = materialize(session_scope(changes, new))
     parts = [
         changes.customers.select("customer_id"),
-        either_state(new.orders, changes.orders).join(orders, "order_id", "left_semi").select("customer_id"),
+        either_state(new.orders, changes.orders)
+        .join(F.broadcast(orders), "order_id", "left_semi")
+        .select("customer_id"),
     ]
     # A session's customer (`session_customers`) is a customer logged on its events, else the
     # sign-up of its visitor: every such candidate in either state covers the old and the new one.
@@ -192,7 +196,7 @@ def customer_360_scope(
         .select("customer_id", "visitor_id")
     )
     visitors = union_keys([events.select("visitor_id")])
-    customers = either_state(new.customers, changes.customers).join(visitors, "visitor_id", "left_semi")
+    customers = either_state(new.customers, changes.customers).join(F.broadcast(visitors), "visitor_id", "left_semi")
     parts += [events.select("customer_id"), customers.select("customer_id")]
     return union_keys(parts)
 
@@ -204,13 +208,13 @@ def daily_sales_scope(
     first-order day of their customers when it moved."""
     recategorised = changed_on(changes.products, "product_id", ["category"])
     orders = affected_orders(changes, new, products=recategorised)
-    touched = either_state(new.orders, changes.orders).join(orders, "order_id", "left_semi")
+    touched = either_state(new.orders, changes.orders).join(F.broadcast(orders), "order_id", "left_semi")
     parts = [touched.select(F.to_date("order_ts").alias("sales_date"))]
     customers = union_keys([touched.select("customer_id")])
-    before = first_order_dates(old.orders.join(customers, "customer_id", "left_semi")).withColumnRenamed(
+    before = first_order_dates(old.orders.join(F.broadcast(customers), "customer_id", "left_semi")).withColumnRenamed(
         "first_order_date", "before"
     )
-    after = first_order_dates(new.orders.join(customers, "customer_id", "left_semi")).withColumnRenamed(
+    after = first_order_dates(new.orders.join(F.broadcast(customers), "customer_id", "left_semi")).withColumnRenamed(
         "first_order_date", "after"
     )
     moved = before.join(after, "customer_id", "full").where(~F.col("before").eqNullSafe(F.col("after")))
@@ -227,8 +231,8 @@ def product_performance_scope(
     # Every version of an affected order paired with every version of its lines: the old and
     # the new pairs are among them (a mixed pair only widens the scope).
     lines = order_lines(
-        either_state(new.orders, changes.orders).join(orders, "order_id", "left_semi"),
-        either_state(new.order_items, changes.order_items).join(orders, "order_id", "left_semi"),
+        either_state(new.orders, changes.orders).join(F.broadcast(orders), "order_id", "left_semi"),
+        either_state(new.order_items, changes.order_items).join(F.broadcast(orders), "order_id", "left_semi"),
     )
     parts.append(lines.select("product_id", F.col("order_date").alias("activity_date")))
     return union_keys(parts)
@@ -237,8 +241,8 @@ def product_performance_scope(
 # --- recomputation of a scope from the current silver state -----------------------------------------
 def recompute_sessions(new: SilverState, scope: DataFrame, materialize: Materialize = as_is) -> DataFrame:
     """Sessions in scope, from their events (read once: the transform uses them three times)."""
-    events = materialize(new.clickstream_events.join(scope, "session_id", "left_semi"))
-    return build_sessions(events, new.customers, new.products).join(scope, "session_id", "left_semi")
+    events = materialize(new.clickstream_events.join(F.broadcast(scope), "session_id", "left_semi"))
+    return build_sessions(events, new.customers, new.products).join(F.broadcast(scope), "session_id", "left_semi")
 
 
 def recompute_customer_360(
@@ -248,9 +252,11 @@ def recompute_customer_360(
 
     Their sessions are found in one pass over the events (logged on an event, or the visitor
     they signed up as), and those sessions' events are read once."""
-    orders = new.orders.join(scope, "customer_id", "left_semi")
-    items = new.order_items.join(orders.select("order_id"), "order_id", "left_semi")
-    visitors = new.customers.join(scope, "customer_id", "left_semi").select("visitor_id").dropna().distinct()
+    orders = new.orders.join(F.broadcast(scope), "customer_id", "left_semi")
+    items = new.order_items.join(F.broadcast(orders.select("order_id")), "order_id", "left_semi")
+    visitors = (
+        new.customers.join(F.broadcast(scope), "customer_id", "left_semi").select("visitor_id").dropna().distinct()
+    )
     events = new.clickstream_events
     ours = F.col("_customer") | F.col("_visitor")  # NULL (no match) on both sides: not ours
     sessions = (
@@ -262,32 +268,34 @@ def recompute_customer_360(
         .dropna()
         .distinct()
     )
-    session_events = materialize(events.join(sessions, "session_id", "left_semi"))
+    session_events = materialize(events.join(F.broadcast(sessions), "session_id", "left_semi"))
     return build_customer_360(new.customers, orders, items, new.products, session_events, as_of).join(
-        scope, "customer_id", "left_semi"
+        F.broadcast(scope), "customer_id", "left_semi"
     )
 
 
 def recompute_daily_sales(new: SilverState, scope: DataFrame) -> DataFrame:
     """Days in scope: their orders' lines, and all orders of their customers (first order day)."""
     days = scope.select(F.col("sales_date").alias("_day"))
-    on_days = new.orders.join(days, F.to_date(new.orders["order_ts"]) == days["_day"], "left_semi")
+    on_days = new.orders.join(F.broadcast(days), F.to_date(new.orders["order_ts"]) == days["_day"], "left_semi")
     customers = on_days.select("customer_id").dropna().distinct()
-    orders = on_days.unionByName(new.orders.join(customers, "customer_id", "left_semi")).dropDuplicates(["order_id"])
-    items = new.order_items.join(on_days.select("order_id"), "order_id", "left_semi")
-    return build_daily_sales(orders, items, new.products).join(scope, "sales_date", "left_semi")
+    orders = on_days.unionByName(new.orders.join(F.broadcast(customers), "customer_id", "left_semi")).dropDuplicates(
+        ["order_id"]
+    )
+    items = new.order_items.join(F.broadcast(on_days.select("order_id")), "order_id", "left_semi")
+    return build_daily_sales(orders, items, new.products).join(F.broadcast(scope), "sales_date", "left_semi")
 
 
 def recompute_product_performance(new: SilverState, scope: DataFrame) -> DataFrame:
     keys = ["product_id", "activity_date"]
     events = (
         new.clickstream_events.withColumn("activity_date", F.to_date("event_ts"))
-        .join(scope, keys, "left_semi")
+        .join(F.broadcast(scope), keys, "left_semi")
         .drop("activity_date")
     )
     days = scope.select(F.col("activity_date").alias("_day")).distinct()
-    orders = new.orders.join(days, F.to_date(new.orders["order_ts"]) == days["_day"], "left_semi")
-    items = new.order_items.join(scope.select("product_id").distinct(), "product_id", "left_semi").join(
-        orders.select("order_id"), "order_id", "left_semi"
+    orders = new.orders.join(F.broadcast(days), F.to_date(new.orders["order_ts"]) == days["_day"], "left_semi")
+    items = new.order_items.join(F.broadcast(scope.select("product_id").distinct()), "product_id", "left_semi").join(
+        F.broadcast(orders.select("order_id")), "order_id", "left_semi"
     )
-    return build_product_performance(events, orders, items).join(scope, keys, "left_semi")
+    return build_product_performance(events, orders, items).join(F.broadcast(scope), keys, "left_semi")
