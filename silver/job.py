@@ -430,7 +430,8 @@ def process_table(job: Job, rec: RunRecord) -> None:
     table = rec.table_name
     spec = TABLES[table]
     full_refresh = table in job.refreshing
-    inc = job.increment(table)
+    with rec.phase("increment"):
+        inc = job.increment(table)
     rec.watermark_from = None if inc.previous_version is None else str(inc.previous_version)
     rec.watermark_to = None if inc.version is None else str(inc.version)
     if inc.version is None:
@@ -446,7 +447,8 @@ def process_table(job: Job, rec: RunRecord) -> None:
         return
 
     # One materialisation, so that the counts and every write see the same rows.
-    batch = classify(job, table, with_held=held_in > 0).localCheckpoint(eager=True)
+    with rec.phase("classify"):
+        batch = classify(job, table, with_held=held_in > 0).localCheckpoint(eager=True)
     counts = {
         (r["_origin"], r["_outcome"]): int(r["n"])
         for r in batch.groupBy("_origin", "_outcome").agg(F.count("*").alias("n")).collect()
@@ -460,7 +462,8 @@ def process_table(job: Job, rec: RunRecord) -> None:
     valid = batch.where(F.col("_outcome") == tf.VALID)
     if table == "clickstream_events":
         # What will be written: the new events and the stored ones whose session changes.
-        promoted = sessionise(job, valid).localCheckpoint(eager=True)
+        with rec.phase("sessionise"):
+            promoted = sessionise(job, valid).localCheckpoint(eager=True)
         n_promoted = promoted.count()
         breakdown["sessions_reassigned"] = n_promoted - n_valid
     else:
@@ -472,18 +475,22 @@ def process_table(job: Job, rec: RunRecord) -> None:
         quarantined = batch.where(F.col("_outcome") == tf.QUARANTINED).withColumn(
             "_quarantined_at", F.lit(job.as_of).cast(T.TimestampType())
         )
-        write_quarantine(job, spec, quarantined, overwrite=full_refresh)
+        with rec.phase("write"):
+            write_quarantine(job, spec, quarantined, overwrite=full_refresh)
     if table == "clickstream_events":
         if n_promoted or full_refresh:
-            write_events(job, promoted, rows_count=n_promoted, overwrite=full_refresh)
+            with rec.phase("write"):
+                write_events(job, promoted, rows_count=n_promoted, overwrite=full_refresh)
     elif n_valid or full_refresh:
-        write_silver(job, spec, valid, overwrite=full_refresh)
-        _check_written(job, spec, n_valid)
+        with rec.phase("write"):
+            write_silver(job, spec, valid, overwrite=full_refresh)
+            _check_written(job, spec, n_valid)
     # The held rows change when a new row is held, a held one leaves, or the table is rebuilt.
     held_changed = counts.get((tf.FROM_BRONZE, tf.HELD), 0) > 0 or counts.get((tf.FROM_HELD, tf.HELD), 0) != held_in
     rebuilt = full_refresh and _is_delta(job.spark, job.path("silver", held_name(table)))
     if table in HELD_TABLES and (held_changed or rebuilt):
-        write_held(job, spec, batch.where(F.col("_outcome") == tf.HELD))
+        with rec.phase("write"):
+            write_held(job, spec, batch.where(F.col("_outcome") == tf.HELD))
 
     job.processed.append(inc)
     _register(job, table)
