@@ -49,6 +49,16 @@ from silver.progress import lock_name
 
 LAYER = "silver"
 HELD_TABLES = frozenset({"orders", "order_items"})  # tables whose rows can wait for another table
+# A batch of at most this many candidate rows looks its keys up in the stored tables by
+# broadcast semi-joins: each stored table is read once and never shuffled (a sort-merge join
+# shuffles all 10M stored events to match 10k new ones). A larger batch — a history load, a
+# full refresh — joins the tables whole.
+LOOKUP_MAX_ROWS = 500_000
+
+
+def semi(df: DataFrame, keys: DataFrame, on: str, *, small: bool) -> DataFrame:
+    """The rows of `df` whose `on` is among `keys`; broadcast when `keys` is `small`."""
+    return df.join(F.broadcast(keys) if small else keys, on, "left_semi")
 
 
 class ReconciliationError(EcomError):
@@ -174,7 +184,7 @@ class Job:
         return inc.df.transform(tf.conform(table)).withColumn("_run_id", F.lit(self.run_id))
 
     # -- cross-table facts ----------------------------------------------------------------------------
-    def order_lines(self, order_ids: DataFrame) -> DataFrame:
+    def order_lines(self, order_ids: DataFrame, *, small: bool) -> DataFrame:
         """Every line of the orders `order_ids` that the lake knows: silver's, held ones and
         unprocessed bronze ones (latest version each, with `_is_countable`)."""
         cols = [*TABLES["order_items"].columns, "_change_version", "_ingested_at"]
@@ -185,8 +195,8 @@ class Job:
             .unionByName(self.conformed_increment("order_items").select(*cols))
         )
         # Every version of the lines that name one of the orders (a line could move orders).
-        touched = every_line.join(order_ids.select("order_id").distinct(), "order_id", "left_semi")
-        lines = every_line.join(touched.select("order_item_id").distinct(), "order_item_id", "left_semi")
+        touched = semi(every_line, order_ids.select("order_id").distinct(), "order_id", small=small)
+        lines = semi(every_line, touched.select("order_item_id").distinct(), "order_item_id", small=small)
         known_products = (
             self.ids(self.silver("products"), "product_id")
             .unionByName(self.ids(self.quarantine("products"), "product_id"))
@@ -194,16 +204,18 @@ class Job:
         )
         return tf.countable_lines(lines, known_products, self.ctx)
 
-    def parent_states(self, df: DataFrame) -> DataFrame:
+    def parent_states(self, df: DataFrame, *, small: bool) -> DataFrame:
         """`_order_state` and `_product_state` of order lines (after this run's parents)."""
-        return df.transform(
-            tf.with_parent_state(
-                "order_id",
-                "_order_state",
+        if small:  # only the orders these lines name
+            orders = df.select(F.col("order_id").alias("id")).distinct()
+            accepted = semi(self.ids(self.silver("orders"), "order_id"), orders, "id", small=True)
+            rejected = semi(self.ids(self.quarantine("orders"), "order_id"), orders, "id", small=True)
+        else:
+            accepted, rejected = (
                 self.ids(self.silver("orders"), "order_id"),
                 self.ids(self.quarantine("orders"), "order_id"),
             )
-        ).transform(
+        return df.transform(tf.with_parent_state("order_id", "_order_state", accepted, rejected)).transform(
             tf.with_parent_state(
                 "product_id",
                 "_product_state",
@@ -218,9 +230,10 @@ def _candidate_columns(table: str) -> list[str]:
 
 
 # --- classifying one table --------------------------------------------------------------------------------
-def classify(job: Job, table: str, *, with_held: bool) -> DataFrame:
+def classify(job: Job, table: str, *, with_held: bool, small: bool) -> DataFrame:
     """Every candidate row (new bronze rows, and the held ones when `with_held`) with its
-    `_outcome` and `_reasons`; lazy, not yet materialised."""
+    `_outcome` and `_reasons`; lazy, not yet materialised. A `small` batch reads only the
+    stored rows of its keys."""
     spec = TABLES[table]
     cols = _candidate_columns(table)
     candidates = (
@@ -242,11 +255,13 @@ def classify(job: Job, table: str, *, with_held: bool) -> DataFrame:
         )
     else:
         stored = job.silver(table).select(spec.key, spec.clock, "_change_version")
+    if small:
+        stored = semi(stored, candidates.select(spec.key).distinct(), spec.key, small=True)
     df = candidates.transform(tf.with_version_rank(spec)).transform(tf.with_current_flag(spec, stored))
     if table == "orders":
-        df = df.transform(tf.with_order_lines(job.order_lines(candidates)))
+        df = df.transform(tf.with_order_lines(job.order_lines(candidates, small=small)))
     elif table == "order_items":
-        df = job.parent_states(df)
+        df = job.parent_states(df, small=small)
     return df.transform(tf.with_reasons(silver_rules.RULES[table](job.ctx))).transform(
         tf.with_outcome(job.ctx, job.grace)
     )
@@ -402,13 +417,13 @@ def _gate(job: Job, table: str, candidate_df: DataFrame, rows: int, rec: RunReco
 
 
 # --- sessions -----------------------------------------------------------------------------------------------
-def sessionise(job: Job, new_events: DataFrame) -> DataFrame:
+def sessionise(job: Job, new_events: DataFrame, *, small: bool) -> DataFrame:
     """New events plus stored events whose session changes, each with its `session_id`.
 
     Sessions are recomputed from ALL events of every visitor the new events touch, so the
     result equals a full recomputation (`_is_new` marks the inserts)."""
     touched = new_events.select("visitor_id").distinct()
-    stored = job.silver("clickstream_events").join(touched, "visitor_id", "left_semi")
+    stored = semi(job.silver("clickstream_events"), touched, "visitor_id", small=small)
     everything = (
         stored.withColumn("_is_new", F.lit(False))
         .withColumn("_old_session", F.col("session_id"))
@@ -448,7 +463,8 @@ def process_table(job: Job, rec: RunRecord) -> None:
 
     # One materialisation, so that the counts and every write see the same rows.
     with rec.phase("classify"):
-        batch = classify(job, table, with_held=held_in > 0).localCheckpoint(eager=True)
+        small = not full_refresh and inc.rows + held_in <= LOOKUP_MAX_ROWS
+        batch = classify(job, table, with_held=held_in > 0, small=small).localCheckpoint(eager=True)
     counts = {
         (r["_origin"], r["_outcome"]): int(r["n"])
         for r in batch.groupBy("_origin", "_outcome").agg(F.count("*").alias("n")).collect()
@@ -463,7 +479,7 @@ def process_table(job: Job, rec: RunRecord) -> None:
     if table == "clickstream_events":
         # What will be written: the new events and the stored ones whose session changes.
         with rec.phase("sessionise"):
-            promoted = sessionise(job, valid).localCheckpoint(eager=True)
+            promoted = sessionise(job, valid, small=small).localCheckpoint(eager=True)
         n_promoted = promoted.count()
         breakdown["sessions_reassigned"] = n_promoted - n_valid
     else:
