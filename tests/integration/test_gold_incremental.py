@@ -273,6 +273,9 @@ def test_incremental_runs_equal_a_full_rebuild_and_independent_recomputation(  #
         facts.setdefault(table, set()).update(extra)
 
     monkeypatch.setattr(expectations, "gate", recording_gate, raising=False)
+    # Small batches touch half of these small marts: never let that turn a run into a rebuild
+    # here, this test is about the incremental path (the switch has its own test below).
+    monkeypatch.setattr(job, "FULL_REBUILD_SHARE", float("inf"))
 
     shop = Shop(seed=7)
     runs = []
@@ -328,6 +331,26 @@ def test_incremental_runs_equal_a_full_rebuild_and_independent_recomputation(  #
     assert job.read_progress(spark, lake_settings)["daily_sales"] == before
     last = spark.read.format("delta").load(table_path(lake_settings, "ops", "runs")).where("run_id = 'gold-test-gate'")
     assert [(r.table_name, r.status, r.checkpoint) for r in last.collect()] == [("daily_sales", "failed", "failed")]
+
+
+def test_changes_touching_half_the_keys_rebuild_in_full(spark, lake_settings) -> None:  # type: ignore[no-untyped-def]
+    """A MERGE of most of a table costs more than writing it anew (a history load, status
+    moves over every day): at `FULL_REBUILD_SHARE` of a mart's scope keys the run rebuilds."""
+    from types import SimpleNamespace
+
+    from gold import job
+    from gold.marts.registry import RECIPES
+
+    path = table_path(lake_settings, "gold", "daily_sales")
+    days = ["2024-05-01", "2024-05-02", "2024-05-03", "2024-05-04"]
+    spark.createDataFrame(
+        [(day, category) for day in days for category in ("books", "toys")], "sales_date STRING, category STRING"
+    ).selectExpr("CAST(sales_date AS DATE) AS sales_date", "category").write.format("delta").save(path)
+    run = SimpleNamespace(spark=spark)
+    recipe = RECIPES["daily_sales"]  # scope: sales_date (4 keys over 8 rows)
+    assert job.too_wide(run, recipe, path, 1) is None  # type: ignore[arg-type]
+    reason = job.too_wide(run, recipe, path, 2)  # type: ignore[arg-type]
+    assert reason == "the changes touch 2 of its 4 sales_date keys (≥ 50%): rebuilding in full"
 
 
 def check_independently(spark, settings) -> None:  # type: ignore[no-untyped-def]
