@@ -16,7 +16,9 @@ a customer's first order day) still read the old state itself.
 
 Every lookup of a large silver table by a set of keys is a broadcast semi-join: the table is
 read once and never shuffled (a sort-merge join would shuffle all 10M events to find a few
-thousand sessions, whatever the scope's size). Each `recompute_*` function then rebuilds the rows of a scope by calling the mart's own
+thousand sessions, whatever the scope's size).
+
+Each `recompute_*` function then rebuilds the rows of a scope by calling the mart's own
 pure transform on silver filtered to what those keys need, so the incremental path and a
 full rebuild share one definition of every metric.
 
