@@ -201,7 +201,10 @@ class LayerRun:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        from core.spark import release_materialized
+
         record(self.spark, self.settings, *self.records)
+        release_materialized()  # the layer's materialised frames: nobody reads them any more
 
     @contextmanager
     def table(self, name: str) -> Iterator[RunRecord]:

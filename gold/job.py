@@ -48,6 +48,7 @@ from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.schema import SOURCE_TABLES
 from core.settings import Settings
+from core.spark import materialize
 from gold.marts.registry import RECIPES, Recipe
 from gold.marts.scope import CHANGE_TYPE, SILVER_KEYS, Changes, SilverState
 
@@ -222,9 +223,9 @@ class GoldRun:
         return {name: t.version for name, t in self.pinned.items()}
 
     def materialize(self, df: DataFrame) -> DataFrame:
-        """Compute a frame read more than once, once: a local checkpoint, which also cuts its
-        lineage so the plan's broadcast relations can be freed (a cached plan would pin them)."""
-        return df.localCheckpoint(eager=True)
+        """Compute a frame read more than once, once (`core.spark.materialize`; released when
+        the layer run ends)."""
+        return materialize(df)
 
     def rewrite_since(self, name: str, start: int) -> str | None:
         """The first commit after `start` that rewrote silver table `name` wholesale, if any."""

@@ -41,6 +41,7 @@ from core.lake import EPOCH, LAYOUTS, last_commit, register_table, table_path
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.settings import Settings
+from core.spark import materialize
 from silver import progress
 from silver import rules as silver_rules
 from silver import transforms as tf
@@ -464,7 +465,7 @@ def process_table(job: Job, rec: RunRecord) -> None:
     # One materialisation, so that the counts and every write see the same rows.
     with rec.phase("classify"):
         small = not full_refresh and inc.rows + held_in <= LOOKUP_MAX_ROWS
-        batch = classify(job, table, with_held=held_in > 0, small=small).localCheckpoint(eager=True)
+        batch = materialize(classify(job, table, with_held=held_in > 0, small=small))
     counts = {
         (r["_origin"], r["_outcome"]): int(r["n"])
         for r in batch.groupBy("_origin", "_outcome").agg(F.count("*").alias("n")).collect()
@@ -479,7 +480,7 @@ def process_table(job: Job, rec: RunRecord) -> None:
     if table == "clickstream_events":
         # What will be written: the new events and the stored ones whose session changes.
         with rec.phase("sessionise"):
-            promoted = sessionise(job, valid, small=small).localCheckpoint(eager=True)
+            promoted = materialize(sessionise(job, valid, small=small))
         n_promoted = promoted.count()
         breakdown["sessions_reassigned"] = n_promoted - n_valid
     else:
