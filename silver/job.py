@@ -353,9 +353,10 @@ def write_events(job: Job, rows: DataFrame, *, rows_count: int, overwrite: bool)
     """New events, and the new `session_id` of stored events whose session changed.
 
     The table is kept in event time (`EVENTS_LAYOUT`): a rebuild writes it in event_ts ranges,
-    and each batch's new events (an hour or so) land in files of their own. A session changes only around new events, so the MERGE names the earliest event time it
-    re-assigns (`t.event_ts >= …`): Delta's data skipping then reads and rewrites only the
-    files of that time range, not the whole table. New events never match a stored one (an
+    and each batch's new events (an hour or so) land in files of their own. A session changes
+    only around new events, so the MERGE names the earliest event time it re-assigns
+    (`t.event_ts >= …`): Delta's data skipping then reads and rewrites only the files of that
+    time range, not the whole table. New events never match a stored one (an
     event_id already in silver or quarantine is classified current or duplicate), so the bound
     cannot turn a match into an insert. With no stored event re-assigned, the new events are
     simply appended.
