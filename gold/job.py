@@ -222,11 +222,6 @@ class GoldRun:
     def versions(self) -> dict[str, int]:
         return {name: t.version for name, t in self.pinned.items()}
 
-    def materialize(self, df: DataFrame) -> DataFrame:
-        """Compute a frame read more than once, once (`core.spark.materialize`; released when
-        the layer run ends)."""
-        return materialize(df)
-
     def rewrite_since(self, name: str, start: int) -> str | None:
         """The first commit after `start` that rewrote silver table `name` wholesale, if any."""
         from delta.tables import DeltaTable
@@ -271,7 +266,7 @@ class GoldRun:
                     .option("endingVersion", pinned.version)
                     .load(pinned.path)
                 )
-                frames[name] = self.materialize(feed.select(*columns))
+                frames[name] = materialize(feed.select(*columns))
                 counts[name] = frames[name].select(SILVER_KEYS[name]).distinct().count()
             old = read_state(self.spark, self.pinned, start)
             self._changes[cache_key] = (Changes.of(frames), old, counts)
@@ -418,7 +413,7 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
                 rec.details["changed_silver_keys"] = counts
                 if any(counts.values()):
                     with rec.phase("scope"):
-                        scope_df = run.materialize(recipe.scope(changes, old, run.new, run.materialize))
+                        scope_df = materialize(recipe.scope(changes, old, run.new, materialize))
                         rec.details["scope_keys"] = scope_df.count()
                 else:
                     scope_df = run.spark.createDataFrame([], recipe.mart.schema).select(*recipe.mart.scope)
@@ -449,19 +444,19 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
         candidate = None
         with rec.phase("compute"):
             if scope_df is None:
-                candidate = run.materialize(recipe.build(run.new, as_of))
+                candidate = materialize(recipe.build(run.new, as_of))
             elif as_of_moved:
                 assert recipe.refresh_as_of is not None
-                fresh = recipe.recompute(run.new, scope_df, as_of, run.materialize)
+                fresh = recipe.recompute(run.new, scope_df, as_of, materialize)
                 stored = (
                     run.spark.read.format("delta")
                     .load(path)
                     .join(F.broadcast(scope_df), list(recipe.mart.scope), "left_anti")
                 )
-                candidate = run.materialize(recipe.refresh_as_of(stored, as_of).unionByName(fresh))
+                candidate = materialize(recipe.refresh_as_of(stored, as_of).unionByName(fresh))
                 rec.details["as_of_moved"] = True
             elif rec.details["scope_keys"] > 0:
-                candidate = run.materialize(recipe.recompute(run.new, scope_df, as_of, run.materialize))
+                candidate = materialize(recipe.recompute(run.new, scope_df, as_of, materialize))
             if candidate is not None:
                 rec.rows_in = candidate.count()
         written = candidate is not None

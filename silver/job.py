@@ -37,7 +37,7 @@ from pyspark.sql import types as T
 
 from core import console
 from core.errors import EcomError, ValidationFailedError
-from core.lake import EPOCH, LAYOUTS, last_commit, register_table, table_path
+from core.lake import LAYOUTS, last_commit, micros_to_datetime, register_table, table_path
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.settings import Settings
@@ -375,7 +375,9 @@ def write_events(job: Job, rows: DataFrame, *, rows_count: int, overwrite: bool)
     if earliest is None:
         out.write.format("delta").mode("append").save(path)
         return
-    bound = (EPOCH + timedelta(microseconds=int(earliest)) - SKIP_MARGIN).isoformat(sep=" ")
+    start = micros_to_datetime(earliest)
+    assert start is not None  # a re-assigned event has a time
+    bound = (start - SKIP_MARGIN).isoformat(sep=" ")
     (
         DeltaTable.forPath(job.spark, path)
         .alias("t")
