@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 import traceback
 from types import FrameType
 
@@ -31,11 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for case in selected:
             print(f"› {case.__name__}: {(case.__doc__ or '').strip().splitlines()[0]}", flush=True)
+            started = time.perf_counter()
             try:
                 case(report, cases.PROFILES[args.profile])
             except Exception as exc:  # a broken case is reported, the others still run
                 traceback.print_exc()
                 failures.append(f"{case.__name__}: {str(exc)[:300]}")
+            finally:
+                report.case_seconds[case.__name__] = time.perf_counter() - started
     except KeyboardInterrupt:
         failures.append("interrupted: the figures above are the cases that finished")
     finally:

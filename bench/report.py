@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUN_TIME_GOAL_MIN = {"full": 60}  # a profile's whole run, on 2 cores
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Report:
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (figure, why it is not measured)
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    case_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each case run
     machine: dict[str, Any] = field(default_factory=lambda: machine_info())  # taken at the start
 
     def add(self, figure: Figure) -> Figure:
@@ -66,6 +68,12 @@ class Report:
             "|---|---:|---:|---:|---|---|",
         ]
         lines += [self.row(f) for f in self.figures]
+        if self.case_seconds:
+            total = sum(self.case_seconds.values())
+            each = ", ".join(f"{name} {s / 60:.1f}" for name, s in self.case_seconds.items())
+            goal = RUN_TIME_GOAL_MIN.get(self.profile)
+            judged = "" if goal is None else f"; goal < {goal} min: {'met' if total < goal * 60 else '**not met**'}"
+            lines += ["", f"Run time: {total / 60:.1f} min{judged} (per case, min: {each})"]
         notes = [f"- {f.name}: {f.note}" for f in self.figures if f.note]
         notes += [f"- {name}: not measured in this profile — {why}" for name, why in self.skipped]
         return "\n".join(lines + (["", *notes] if notes else []))
@@ -86,6 +94,7 @@ class Report:
             "started": self.started,
             "machine": self.machine,
             "figures": [asdict(f) | {"ratio": f.ratio} for f in self.figures],
+            "case_seconds": self.case_seconds,
             "curves": self.curves,
             "skipped": [{"name": n, "why": w} for n, w in self.skipped],
         }

@@ -1,0 +1,28 @@
+"""The bench report states its own run time, judged against the profile's goal."""
+
+from bench.report import Figure, Report
+
+MACHINE = {
+    "cores": 2,
+    "memory_gib": 24,
+    "os": "linux",
+    "python": "3.11",
+    "pyspark": "4.2",
+    "java": "17",
+    "load_average": "0",
+}
+
+
+def test_the_full_profile_is_judged_against_an_hour() -> None:
+    report = Report(profile="full", machine=MACHINE)
+    report.add(Figure("x", 1.0, "s"))
+    report.case_seconds.update(first=30 * 60.0, second=20 * 60.0)
+    assert "Run time: 50.0 min; goal < 60 min: met (per case, min: first 30.0, second 20.0)" in report.markdown()
+    report.case_seconds["third"] = 11 * 60.0
+    assert "Run time: 61.0 min; goal < 60 min: **not met**" in report.markdown()
+
+
+def test_other_profiles_print_their_run_time_without_a_goal() -> None:
+    report = Report(profile="quick", machine=MACHINE)
+    report.case_seconds["only"] = 90.0
+    assert "Run time: 1.5 min (per case, min: only 1.5)" in report.markdown()
