@@ -10,8 +10,10 @@ One run:
 3. per mart, holding the writer lock `gold.<mart>`:
    - plan — full when asked (`--full-refresh`), when the mart or its progress does not exist,
      when a silver table was recreated, restored or overwritten since the versions the mart
-     consumed, or when the changes touch half its keys or more (`FULL_REBUILD_SHARE`: a full
-     build is then cheaper); else incremental;
+     consumed, or when the changes are half of what it would recompute or more
+     (`FULL_REBUILD_SHARE`: a full build is then cheaper) — first by the rows silver's
+     commits changed, before any scope is computed (a history load), then by the scope's
+     keys; else incremental;
    - incremental — the keys changed in each silver table since those versions (change data
      feed) → the gold keys they touch (`gold.marts.scope`, comparing the old and the new
      silver state) → those keys recomputed with the mart's own transform → gate → one MERGE
@@ -73,6 +75,14 @@ REWRITING_OPERATIONS = frozenset(
 
 # An incremental run that would recompute this share of a mart's keys rebuilds it instead.
 FULL_REBUILD_SHARE = 0.5
+# Per silver commit operation, the metrics that count the rows it changed (a MERGE's
+# numOutputRows also counts the unchanged rows it copied, so it is not one of them).
+CHANGED_ROW_METRICS: dict[str, tuple[str, ...]] = {
+    "WRITE": ("numOutputRows",),
+    "MERGE": ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted"),
+    "DELETE": ("numDeletedRows",),
+    "UPDATE": ("numUpdatedRows",),
+}
 
 
 # --- pinned silver ----------------------------------------------------------------------------------
@@ -84,6 +94,14 @@ class PinnedTable:
     path: str
     table_id: str
     version: int
+
+
+@dataclass(frozen=True)
+class SilverHistory:
+    """A silver table's commits since a version: a wholesale rewrite (why, if any) and the rows changed."""
+
+    rewritten: str | None
+    changed_rows: int
 
 
 @dataclass(frozen=True)
@@ -205,7 +223,8 @@ class GoldRun:
     _changes: dict[tuple[tuple[str, int], ...], tuple[Changes, SilverState, dict[str, int]]] = field(
         default_factory=dict
     )
-    _rewrites: dict[tuple[str, int], str | None] = field(default_factory=dict)
+    _histories: dict[tuple[str, int], SilverHistory] = field(default_factory=dict)
+    _rows: dict[str, int] = field(default_factory=dict)
 
     _as_of: list[datetime | None] = field(default_factory=list)
 
@@ -222,27 +241,40 @@ class GoldRun:
     def versions(self) -> dict[str, int]:
         return {name: t.version for name, t in self.pinned.items()}
 
-    def rewrite_since(self, name: str, start: int) -> str | None:
-        """The first commit after `start` that rewrote silver table `name` wholesale, if any."""
+    def history_since(self, name: str, start: int) -> SilverHistory:
+        """What silver table `name` committed after version `start`, up to the pinned version:
+        its first wholesale rewrite if any, and the rows its commits changed (from their
+        operation metrics: no data is read)."""
         from delta.tables import DeltaTable
 
         key = (name, start)
-        if key not in self._rewrites:
+        if key not in self._histories:
             pinned = self.pinned[name]
-            found = None
+            rewritten, changed = None, 0
             if pinned.version > start:
                 table = DeltaTable.forPath(self.spark, pinned.path)
                 latest = int(table.history(1).select("version").collect()[0][0])  # silver may have moved on
-                history = table.history(latest - start).select("version", "operation", "operationParameters").collect()
-                for row in sorted(history, key=lambda r: r.version):
+                history = table.history(latest - start).select(
+                    "version", "operation", "operationParameters", "operationMetrics"
+                )
+                for row in sorted(history.collect(), key=lambda r: r.version):
                     if row.version <= start or row.version > pinned.version:
                         continue
                     mode = (row.operationParameters or {}).get("mode")
-                    if row.operation in REWRITING_OPERATIONS or (row.operation == "WRITE" and mode == "Overwrite"):
-                        found = f"silver.{name} was rewritten at v{row.version} ({row.operation})"
-                        break
-            self._rewrites[key] = found
-        return self._rewrites[key]
+                    if rewritten is None and (
+                        row.operation in REWRITING_OPERATIONS or (row.operation == "WRITE" and mode == "Overwrite")
+                    ):
+                        rewritten = f"silver.{name} was rewritten at v{row.version} ({row.operation})"
+                    metrics = row.operationMetrics or {}
+                    changed += sum(int(metrics.get(m, 0)) for m in CHANGED_ROW_METRICS.get(row.operation, ()))
+            self._histories[key] = SilverHistory(rewritten, changed)
+        return self._histories[key]
+
+    def rows(self, name: str) -> int:
+        """Rows of silver table `name` at the pinned version (Delta counts them from its log)."""
+        if name not in self._rows:
+            self._rows[name] = getattr(self.new, name).count()
+        return self._rows[name]
 
     def changes_since(self, start: dict[str, int]) -> tuple[Changes, SilverState, dict[str, int]]:
         """The changes per silver table in (start, pinned] — every row image of its change data
@@ -373,9 +405,19 @@ def plan(run: GoldRun, name: str, *, full_refresh: bool) -> tuple[str, str, dict
             return "full", f"silver.{table} was recreated since the last gold run", None
         if done.versions[table] > pinned.version:
             return "full", f"silver.{table} is at v{pinned.version}, behind the consumed v{done.versions[table]}", None
-        rewritten = run.rewrite_since(table, done.versions[table])
+        rewritten = run.history_since(table, done.versions[table]).rewritten
         if rewritten:
             return "full", rewritten, None
+    sources = RECIPES[name].mart.sources
+    changed = sum(run.history_since(t, done.versions[t]).changed_rows for t in sources)
+    size = sum(run.rows(t) for t in sources)
+    if size and changed >= FULL_REBUILD_SHARE * size:
+        # A history load: finding its scope would cost more than the rebuild it leads to.
+        reason = (
+            f"silver changed {changed:,} row(s) since, of the {size:,} it reads "
+            f"(≥ {FULL_REBUILD_SHARE:.0%}): rebuilding in full"
+        )
+        return "full", reason, None
     return "incremental", "changes since the last gold run", dict(done.versions)
 
 

@@ -353,6 +353,41 @@ def test_changes_touching_half_the_keys_rebuild_in_full(spark, lake_settings) ->
     assert reason == "the changes touch 2 of its 4 sales_date keys (≥ 50%): rebuilding in full"
 
 
+def test_a_history_load_rebuilds_before_any_scope_is_computed(spark, lake_settings) -> None:  # type: ignore[no-untyped-def]
+    """When silver's commits since the last gold run changed half the rows a mart reads or
+    more (a history load), the plan is a rebuild, decided from the commits' row counts alone:
+    computing the scope of such a change costs more than the rebuild it leads to."""
+    from gold import job
+
+    shop = Shop(seed=11)
+    write_silver(spark, lake_settings, batch_1(shop))
+    job.run(spark, lake_settings, run_id="gold-history-0", tables=["daily_sales"])
+    loaded = len(shop.rows["orders"]) + len(shop.rows["order_items"])
+
+    def planned() -> tuple[str, str]:
+        pinned = job.pin_silver(spark, lake_settings)
+        new = job.read_state(spark, pinned, {n: t.version for n, t in pinned.items()})
+        run = job.GoldRun(spark, lake_settings, "plan", pinned, new, None, job.read_progress(spark, lake_settings))
+        mode, reason, _ = job.plan(run, "daily_sales", full_refresh=False)
+        return mode, reason
+
+    changed = _changes()
+    shop.order(3, shop.moment(0, 20), changed)
+    write_silver(spark, lake_settings, changed)
+    assert planned() == ("incremental", "changes since the last gold run")
+
+    changed = _changes()
+    for _ in range(150):
+        shop.order(int(shop.rng.integers(1, 26)), shop.moment(0, 20), changed)
+    write_silver(spark, lake_settings, changed)
+    now = len(shop.rows["orders"]) + len(shop.rows["order_items"])
+    size = now + len(shop.rows["products"])  # daily_sales reads orders, order_items, products
+    assert planned() == (
+        "full",
+        f"silver changed {now - loaded:,} row(s) since, of the {size:,} it reads (≥ 50%): rebuilding in full",
+    )
+
+
 def check_independently(spark, settings) -> None:  # type: ignore[no-untyped-def]
     """Revenue and orders per customer, session counts and daily revenue, recomputed with pandas."""
 
