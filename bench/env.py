@@ -50,7 +50,10 @@ def isolated(purpose: str, *, init: bool = True) -> Iterator[Settings]:
             dbinit.init(settings, echo=lambda _: None)
         yield settings
     finally:
-        forget_catalog()
+        try:
+            forget_catalog()
+        except Exception as exc:  # a stopped run's JVM may be gone: still drop the rest
+            console.warn(f"bench: could not forget the lake's catalog entries: {type(exc).__name__}")
         try:
             drop_databases(settings)
         except Exception as exc:  # never hide the case's own error behind a cleanup one
