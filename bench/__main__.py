@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(cases.PROFILES), default="quick")
     parser.add_argument("--only", default=None, help="comma-separated case names")
     args = parser.parse_args(argv)
-    report = Report(profile=args.profile)
+    report = Report(profile=args.profile, run_time_goal_min=cases.PROFILES[args.profile].get("run_time_goal_min"))
     selected = [c for c in cases.CASES if not args.only or c.__name__ in args.only.split(",")]
     unknown = set(args.only.split(",")) - {c.__name__ for c in cases.CASES} if args.only else set()
     if unknown:

@@ -14,12 +14,19 @@ MACHINE = {
 
 
 def test_the_full_profile_is_judged_against_an_hour() -> None:
-    report = Report(profile="full", machine=MACHINE)
+    report = Report(profile="full", machine=MACHINE, run_time_goal_min=60)
     report.add(Figure("x", 1.0, "s"))
     report.case_seconds.update(first=30 * 60.0, second=20 * 60.0)
     assert "Run time: 50.0 min; goal < 60 min: met (per case, min: first 30.0, second 20.0)" in report.markdown()
     report.case_seconds["third"] = 11 * 60.0
     assert "Run time: 61.0 min; goal < 60 min: **not met**" in report.markdown()
+
+
+def test_the_full_profile_has_the_goal_of_an_hour() -> None:
+    from bench.cases import PROFILES
+
+    assert PROFILES["full"]["run_time_goal_min"] == 60
+    assert all("run_time_goal_min" not in p for name, p in PROFILES.items() if name != "full")
 
 
 def test_other_profiles_print_their_run_time_without_a_goal() -> None:
