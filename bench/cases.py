@@ -23,6 +23,8 @@ from bench.report import Figure, Report, timed
 # cycle_repeats (per history multiple) / gold_repeats: a cycle or a gold run takes minutes,
 # not a short figure, so quick times each once; full takes the median of three cycles at 1×
 # and times the 10× cycle once (each takes minutes there: three would not fit the hour).
+# Incremental gold is the gold step of the 10× cycles (gold_repeats of them: more cycles run
+# if asked), and its full rebuild that history's load when every mart rebuilt in full there.
 # Short figures are medians of `repeats`.
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {  # for developing a case: seconds, not minutes

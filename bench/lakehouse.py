@@ -50,6 +50,8 @@ class Cycle:
     seconds: float
     rows: int  # source rows the batch wrote (inserted + updated)
     steps: dict[str, float]
+    history: int  # the history multiple it ran on
+    layers: dict[str, LayerRunTime]  # its layer runs (gold's is the incremental gold figure)
 
 
 @dataclass
@@ -59,6 +61,8 @@ class Lakehouse:
     history: int = 0  # 1× steps loaded so far
     history_rows: int = 0  # source rows written so far (history and cycles)
     runs: dict[str, list[LayerRunTime]] = field(default_factory=dict)  # phase → layer runs
+    cycles: list[Cycle] = field(default_factory=list)  # every timed cycle, in order
+    loads: dict[int, dict[str, LayerRunTime]] = field(default_factory=dict)  # history multiple → its load's runs
 
     @property
     def spark(self) -> SparkSession:
@@ -91,10 +95,10 @@ class Lakehouse:
         self.runs.setdefault(phase, []).append(timing)
         return timing
 
-    def run_pipeline(self, phase: str) -> dict[str, float]:
+    def run_pipeline(self, phase: str) -> dict[str, LayerRunTime]:
         from core.runner import ORDER
 
-        return {layer: self.run_layer(layer, phase).seconds for layer in ORDER}
+        return {layer: self.run_layer(layer, phase) for layer in ORDER}
 
     def grow_to(self, multiple: int) -> None:
         """Bring the history to `multiple` × the base volumes: one batch and one pipeline run."""
@@ -106,15 +110,18 @@ class Lakehouse:
         self.generate(multiple - self.history, HISTORY_WINDOW)
         for _ in range(AGING_BATCHES):
             self.generate(0, AGING_WINDOW)
-        self.run_pipeline("history")
+        self.loads[multiple] = self.run_pipeline("history")
         self.history = multiple
 
     def cycle(self) -> Cycle:
         """Time one incremental cycle: a 1% batch, then every layer."""
         t0 = time.perf_counter()
         rows = self.generate(CHANGE_SHARE, CHANGE_WINDOW)
-        steps = {"generator": time.perf_counter() - t0, **self.run_pipeline("cycle")}
-        return Cycle(time.perf_counter() - t0, rows, steps)
+        generated = time.perf_counter() - t0
+        layers = self.run_pipeline("cycle")
+        steps = {"generator": generated, **{layer: run.seconds for layer, run in layers.items()}}
+        self.cycles.append(Cycle(time.perf_counter() - t0, rows, steps, self.history, layers))
+        return self.cycles[-1]
 
     def layer_runs(self, phase: str, layer: str) -> list[LayerRunTime]:
         return [r for r in self.runs.get(phase, []) if r.layer == layer]
