@@ -10,7 +10,7 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
-from bench.lakehouse import CHANGE_SHARE, CHANGE_WINDOW, Lakehouse, shared
+from bench.lakehouse import CHANGE_SHARE, CHANGE_WINDOW, Lakehouse, LayerRunTime, shared
 from bench.report import Figure, Report
 
 if TYPE_CHECKING:
@@ -59,6 +59,11 @@ def incremental_cycle(report: Report, profile: dict[str, Any]) -> None:
     )
 
 
+def rebuilt_in_full(run: LayerRunTime) -> bool:
+    """True when every mart of a gold run was rebuilt in full (its records' `mode`)."""
+    return bool(run.records) and all(rec.details.get("mode") == "full" for rec in run.records)
+
+
 def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
     """Incremental gold (after a 1% change) vs a full gold rebuild, at the top history.
 
@@ -76,7 +81,7 @@ def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
     runs = [c.layers["gold"] for c in cycles]
     incremental = [run.seconds for run in runs]
     loaded = lh.loads[HISTORY[-1]]["gold"]
-    if loaded.records and all(rec.details.get("mode") == "full" for rec in loaded.records):
+    if rebuilt_in_full(loaded):
         full, full_note = [loaded.seconds], f"the {HISTORY[-1]}× history load's gold step, every mart in full"
     else:
         full = [lh.run_layer("gold", "gold-full", full_refresh=True).seconds for _ in range(profile["gold_repeats"])]

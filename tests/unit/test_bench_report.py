@@ -1,4 +1,4 @@
-"""The bench report states its own run time, judged against the profile's goal."""
+"""The bench report states its own run time, judged against the profile's goal; its cases pick their runs."""
 
 from bench.report import Figure, Report
 
@@ -33,3 +33,17 @@ def test_other_profiles_print_their_run_time_without_a_goal() -> None:
     report = Report(profile="quick", machine=MACHINE)
     report.case_seconds["only"] = 90.0
     assert "Run time: 1.5 min (per case, min: only 1.5)" in report.markdown()
+
+
+def test_a_gold_run_is_a_full_rebuild_only_when_every_mart_rebuilt_in_full() -> None:
+    from bench.lakehouse import LayerRunTime
+    from bench.pipeline import rebuilt_in_full
+    from core.ledger import RunRecord
+
+    def gold(*modes: str) -> LayerRunTime:
+        records = [RunRecord("r", "gold", f"mart{i}", details={"mode": mode}) for i, mode in enumerate(modes)]
+        return LayerRunTime("gold", 1.0, records)
+
+    assert rebuilt_in_full(gold("full", "full", "full", "full"))
+    assert not rebuilt_in_full(gold("full", "incremental", "full", "full"))
+    assert not rebuilt_in_full(gold())  # no mart ran: nothing was rebuilt
