@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import bench_spark, command_env, ecom, isolated, run_command
-from bench.lakehouse import shared
+from bench.lakehouse import CHANGE_SHARE, CHANGE_WINDOW, shared
 from bench.pipeline import checkpoint_share, gold_incremental_vs_full, gold_sql_vs_duckdb, incremental_cycle
 from bench.report import Figure, Report, timed
 
 # Volumes per profile. generator: one generator batch (generator_rate); publish_rows: the
 # mart publish_rate writes; history: the pipeline's 1× history (same shape as
 # the demo's volumes; 10× it is the second point of the incremental cycle, and gold is
-# timed there); command_scale: the batch the `ecom run` commands process, in 1× histories.
+# timed there); command_scale: the batch the `ecom run` commands process, in 1× histories
+# (generated over a cycle's window, CHANGE_WINDOW).
 # cycle_repeats (per history multiple) / gold_repeats: a cycle or a gold run takes minutes,
 # not a short figure, so quick times each once; full takes the median of three cycles at 1×
 # and times the 10× cycle once (each takes minutes there: three would not fit the hour).
@@ -46,7 +47,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "history": {"customers": 400, "products": 60, "orders": 2_000, "events": 20_000},
         "cycle_repeats": {1: 1, 10: 1},
         "gold_repeats": 1,
-        "command_scale": 5,
+        "command_scale": CHANGE_SHARE,  # as full: a cycle's batch
         "demo": False,
     },
     "full": {
@@ -60,9 +61,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "history": {"customers": 20_000, "products": 3_000, "orders": 100_000, "events": 1_000_000},
         "cycle_repeats": {1: 3, 10: 1},
         "gold_repeats": 1,
-        # the commands' batch: 1% of the 10× history, a cycle's change (a batch of the whole 1×
-        # volumes took 15 of the run's 79 minutes on 2026-11-27: four fresh JVMs on 1.5M rows)
-        "command_scale": 0.1,
+        # the commands' batch: a cycle's change, 1% of the 1× volumes over an hour. They run on
+        # the 10× history: a batch of the whole 1× volumes took 15 of a run's 79 minutes, 10% of
+        # them 12 of a run's 65 (both on 2026-11-27).
+        "command_scale": CHANGE_SHARE,
         "demo": True,
         "run_time_goal_min": 60,  # the whole run, on 2 cores
     },
@@ -238,7 +240,7 @@ def command_footprint(report: Report, profile: dict[str, Any]) -> None:
     from core.runner import ORDER
 
     lh = shared(profile)
-    rows = lh.generate(profile["command_scale"])
+    rows = lh.generate(profile["command_scale"], CHANGE_WINDOW)
     env = command_env(lh.settings)
     sessions: dict[str, int] = {}
     for layer in ORDER:

@@ -25,6 +25,12 @@ def _seconds(values: list[float]) -> str:
     return ", ".join(f"{v:.1f}" for v in values)
 
 
+def phases(rec: RunRecord, prefix: str = "") -> str:
+    """`table 12.3s (prefix: phase 1.0, …)`: a table's run time and its phases."""
+    timings = ", ".join(f"{k} {v:.1f}" for k, v in rec.details.get("timings", {}).items())
+    return f"{rec.table_name} {rec.seconds or 0:.1f}s ({prefix}{': ' if prefix and timings else ''}{timings})"
+
+
 def incremental_cycle(report: Report, profile: dict[str, Any]) -> None:
     """Incremental cycle (1% change: generator → bronze → silver → gold → publish) at 1× and 10× history."""
     lh = shared(profile)
@@ -42,6 +48,8 @@ def incremental_cycle(report: Report, profile: dict[str, Any]) -> None:
             f"{multiple}× = {lh.history_rows:,} source rows: cycles {_seconds([c.seconds for c in cycles])} s, "
             f"{statistics.median(c.rows for c in cycles):,.0f} changed rows; median steps "
             + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
+            + "; the last cycle's silver: "
+            + "; ".join(phases(rec) for rec in cycles[-1].layers["silver"].records)
         )
     one, ten = medians[HISTORY[0]], medians[HISTORY[1]]
     report.add(
@@ -87,12 +95,7 @@ def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
         full = [lh.run_layer("gold", "gold-full", full_refresh=True).seconds for _ in range(profile["gold_repeats"])]
         full_note = "`--full-refresh` after the cycles"
     modes = {str(rec.details.get("mode")) for run in runs for rec in run.records}
-    marts = "; ".join(
-        f"{rec.table_name} {rec.seconds or 0:.1f}s ({rec.details.get('scope_keys', 'all')} keys: "
-        + ", ".join(f"{k} {v:.1f}" for k, v in rec.details.get("timings", {}).items())
-        + ")"
-        for rec in runs[-1].records
-    )
+    marts = "; ".join(phases(rec, f"{rec.details.get('scope_keys', 'all')} keys") for rec in runs[-1].records)
     orders = silver_count(lh, "orders")
     inc_s, full_s = statistics.median(incremental), statistics.median(full)
     report.add(

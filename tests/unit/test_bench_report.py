@@ -47,3 +47,13 @@ def test_a_gold_run_is_a_full_rebuild_only_when_every_mart_rebuilt_in_full() -> 
     assert rebuilt_in_full(gold("full", "full", "full", "full"))
     assert not rebuilt_in_full(gold("full", "incremental", "full", "full"))
     assert not rebuilt_in_full(gold())  # no mart ran: nothing was rebuilt
+
+
+def test_a_table_run_is_printed_with_its_phases() -> None:
+    from bench.pipeline import phases
+    from core.ledger import RunRecord
+
+    rec = RunRecord("r", "silver", "orders", seconds=12.34, details={"timings": {"classify": 3.21, "write": 4.0}})
+    assert phases(rec) == "orders 12.3s (classify 3.2, write 4.0)"
+    assert phases(rec, "60 keys") == "orders 12.3s (60 keys: classify 3.2, write 4.0)"
+    assert phases(RunRecord("r", "gold", "sessions", seconds=1.0), "all keys") == "sessions 1.0s (all keys)"
