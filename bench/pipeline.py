@@ -31,6 +31,11 @@ def phases(rec: RunRecord, prefix: str = "") -> str:
     return f"{rec.table_name} {rec.seconds or 0:.1f}s ({prefix}{': ' if prefix and timings else ''}{timings})"
 
 
+def copied(rec: RunRecord) -> str:
+    """The unchanged rows a silver table's MERGE rewrote (its write amplification), if it merged."""
+    return f"{rec.details['rows_copied']:,} rows copied" if "rows_copied" in rec.details else ""
+
+
 def incremental_cycle(report: Report, profile: dict[str, Any]) -> None:
     """Incremental cycle (1% change: generator → bronze → silver → gold → publish) at 1× and 10× history."""
     lh = shared(profile)
@@ -49,7 +54,7 @@ def incremental_cycle(report: Report, profile: dict[str, Any]) -> None:
             f"{statistics.median(c.rows for c in cycles):,.0f} changed rows; median steps "
             + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
             + "; the last cycle's silver: "
-            + "; ".join(phases(rec) for rec in cycles[-1].layers["silver"].records)
+            + "; ".join(phases(rec, copied(rec)) for rec in cycles[-1].layers["silver"].records)
         )
     one, ten = medians[HISTORY[0]], medians[HISTORY[1]]
     report.add(

@@ -14,7 +14,8 @@ Per table, in `PROCESSING_ORDER` (parents first), holding the writer lock `silve
    failed gate writes nothing;
 5. write — quarantine (MERGE on key + version: a rerun adds nothing), silver (MERGE on the
    key, updating only with a newer version; events insert new ones and move the sessions of
-   the visitors they touch), the held rows, then the progress record;
+   the visitors they touch, or rewrite the table in event-time ranges on a catch-up, see
+   `write_events`), the held rows, then the progress record;
 6. ledger — one `ops.runs` row per table with the breakdown in `details`.
 
 `--full-refresh` forgets the progress of the chosen tables and rebuilds them from all of
@@ -349,8 +350,9 @@ EVENTS_LAYOUT = LAYOUTS[("silver", "clickstream_events")]
 SKIP_MARGIN = timedelta(seconds=1)
 
 
-def write_events(job: Job, rows: DataFrame, *, rows_count: int, overwrite: bool) -> None:
-    """New events, and the new `session_id` of stored events whose session changed.
+def write_events(job: Job, rows: DataFrame, *, rows_count: int, new_count: int, overwrite: bool) -> str:
+    """New events, and the new `session_id` of stored events whose session changed; how they
+    were written ("created", "rewritten", "appended" or "merged").
 
     The table is kept in event time (`EVENTS_LAYOUT`): a rebuild writes it in event_ts ranges,
     and each batch's new events (an hour or so) land in files of their own. A session changes
@@ -360,6 +362,12 @@ def write_events(job: Job, rows: DataFrame, *, rows_count: int, overwrite: bool)
     event_id already in silver or quarantine is classified current or duplicate), so the bound
     cannot turn a match into an insert. With no stored event re-assigned, the new events are
     simply appended.
+
+    A catch-up — more new events than the table holds (a history load, a backlog after an
+    outage) — rewrites the whole table in event-time ranges instead, in one commit: a MERGE
+    would write its inserts hashed by event_id, each file spanning the whole period, and every
+    later cycle's MERGE would then read and rewrite all of them (at 10M events: 2.2M rows copied
+    by the first cycle, 4.5M by the second, against 0.25M on a ranged table; `bench/`).
     """
     from delta.tables import DeltaTable
 
@@ -367,14 +375,19 @@ def write_events(job: Job, rows: DataFrame, *, rows_count: int, overwrite: bool)
     path = job.path("silver", spec.name)
     out = rows.select(*spec.schema.fieldNames())
     if overwrite or not _is_delta(job.spark, path):
-        files = max(1, -(-rows_count // EVENTS_LAYOUT.rows_per_file))
-        ranged = out.repartitionByRange(files, EVENTS_LAYOUT.order_by, "event_id")
-        _create_or_replace(ranged, path, spec.schema, change_feed=True)
-        return
+        _create_ranged(out, path, rows_count)
+        return "created"
+    stored = job.spark.read.format("delta").load(path)
+    stored_count = stored.count()  # from the Delta log's file statistics
+    if new_count > stored_count:
+        # Stored events not re-assigned, and the promoted rows (new events, re-assigned ones).
+        whole = stored.join(out.select("event_id"), "event_id", "left_anti").select(*out.columns).unionByName(out)
+        _create_ranged(whole, path, stored_count + new_count)
+        return "rewritten"
     earliest = rows.where(~F.col("_is_new")).agg(F.min(F.unix_micros("event_ts"))).collect()[0][0]
     if earliest is None:
         out.write.format("delta").mode("append").save(path)
-        return
+        return "appended"
     start = micros_to_datetime(earliest)
     assert start is not None  # a re-assigned event has a time
     bound = (start - SKIP_MARGIN).isoformat(sep=" ")
@@ -389,6 +402,14 @@ def write_events(job: Job, rows: DataFrame, *, rows_count: int, overwrite: bool)
         .whenNotMatchedInsertAll()
         .execute()
     )
+    return "merged"
+
+
+def _create_ranged(df: DataFrame, path: str, rows_count: int) -> None:
+    """The whole events table in one commit, in event-time ranges of about `rows_per_file` rows."""
+    files = max(1, -(-rows_count // EVENTS_LAYOUT.rows_per_file))
+    ranged = df.repartitionByRange(files, EVENTS_LAYOUT.order_by, "event_id")
+    _create_or_replace(ranged, path, TABLES["clickstream_events"].schema, change_feed=True)
 
 
 def write_held(job: Job, spec: SilverTable, rows: DataFrame) -> None:
@@ -497,11 +518,14 @@ def process_table(job: Job, rec: RunRecord) -> None:
         )
         with rec.phase("write"):
             write_quarantine(job, spec, quarantined, overwrite=full_refresh)
+    wrote = (n_promoted if table == "clickstream_events" else n_valid) > 0 or full_refresh
     if table == "clickstream_events":
-        if n_promoted or full_refresh:
+        if wrote:
             with rec.phase("write"):
-                write_events(job, promoted, rows_count=n_promoted, overwrite=full_refresh)
-    elif n_valid or full_refresh:
+                breakdown["events_written"] = write_events(
+                    job, promoted, rows_count=n_promoted, new_count=n_valid, overwrite=full_refresh
+                )
+    elif wrote:
         with rec.phase("write"):
             write_silver(job, spec, valid, overwrite=full_refresh)
             _check_written(job, spec, n_valid)
@@ -515,7 +539,10 @@ def process_table(job: Job, rec: RunRecord) -> None:
     job.processed.append(inc)
     _register(job, table)
     silver_path = job.path("silver", table)
-    rec.delta_version = last_commit(job.spark, silver_path)[0] if _is_delta(job.spark, silver_path) else None
+    if _is_delta(job.spark, silver_path):
+        rec.delta_version, metrics = last_commit(job.spark, silver_path)
+        if wrote and "numTargetRowsCopied" in metrics:  # this run's MERGE: the unchanged rows it rewrote
+            breakdown["rows_copied"] = int(metrics["numTargetRowsCopied"])
     rec.rows_in = inc.rows
     rec.rows_out = n_valid
     rec.rows_quarantined = n_quarantined

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +321,56 @@ def test_the_events_merge_reads_only_the_files_from_the_earliest_reassigned_even
     assert int(merge.operationMetrics["numTargetRowsUpdated"]) == 1
     assert int(merge.operationMetrics["numTargetRowsInserted"]) == 3
     assert int(merge.operationMetrics["numTargetFilesRemoved"]) == 1  # a3's file only
+    details = next(r for r in scenario.records["run3"] if r.table_name == "clickstream_events").details
+    assert details["events_written"] == "merged"
+    assert details["rows_copied"] == int(merge.operationMetrics["numTargetRowsCopied"])  # the write amplification
+
+
+def test_a_catch_up_rewrites_the_events_in_event_time_ranges(spark, lake_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """More new events than silver holds (a history load, a backlog): one overwrite in event-time
+    ranges, not a MERGE whose inserts, hashed by event_id, would each span the whole period. It
+    re-assigns sessions as the MERGE does and equals a full refresh."""
+    import pyarrow as pa
+    from delta.tables import DeltaTable
+    from deltalake import DeltaTable as FileTable
+
+    import expectations
+
+    monkeypatch.setattr(expectations, "gate", lambda *_a, **_kw: None, raising=False)
+    monkeypatch.setattr(job, "EVENTS_LAYOUT", replace(job.EVENTS_LAYOUT, rows_per_file=2))
+    s, events = lake_settings, ["clickstream_events"]
+    append_bronze(spark, s, "clickstream_events", [
+        event(1, "c1", "C", E0),
+        event(2, "c3", "C", E0 + 40 * M),  # a second session ... until c2 arrives
+    ], run_id="c1", ingested_at=B1_AT)  # fmt: skip
+    [first] = job.run(spark, s, run_id="silver-c1", as_of=RUN1_AT, tables=events)
+    append_bronze(spark, s, "clickstream_events", [
+        event(3, "c2", "C", E0 + 20 * M),  # late: joins c1's and c3's sessions
+        *[event(4 + i, f"d{i}", "D", E0 + i * 50 * M) for i in range(3)],  # a session each
+    ], run_id="c2", ingested_at=B2_AT)  # fmt: skip
+    [catch_up] = job.run(spark, s, run_id="silver-c2", as_of=RUN3_AT, tables=events)
+
+    assert (first.details["events_written"], catch_up.details["events_written"]) == ("created", "rewritten")
+    assert (catch_up.details["upserted"], catch_up.details["sessions_reassigned"]) == (4, 1)
+    path = table_path(s, "silver", "clickstream_events")
+    last = DeltaTable.forPath(spark, path).history(1).first()
+    assert (last.operation, last.operationParameters["mode"]) == ("WRITE", "Overwrite")
+    sessions = {r.event_id: r.session_id for r in read(spark, s, "silver", "clickstream_events").collect()}
+    assert sessions.keys() == {"c1", "c2", "c3", "d0", "d1", "d2"}
+    assert sessions["c1"] == sessions["c2"] == sessions["c3"] != sessions["d0"]
+    # Files in event-time ranges: each one starts where the one before it ended, or later.
+    files = pa.table(FileTable(path).get_add_actions(flatten=True)).to_pylist()
+    ranges = sorted((f["min.event_ts"], f["max.event_ts"]) for f in files)
+    assert len(ranges) >= 2
+    assert all(before[1] <= after[0] for before, after in pairwise(ranges)), ranges
+
+    def business_rows() -> list[dict[str, Any]]:
+        df = read(spark, s, "silver", "clickstream_events").drop("_run_id")
+        return sorted((r.asDict() for r in df.collect()), key=repr)
+
+    incremental = business_rows()
+    job.run(spark, s, run_id="silver-refresh", as_of=RUN3_AT, tables=events, full_refresh=True)
+    assert business_rows() == incremental
 
 
 def test_incremental_runs_equal_a_full_refresh(spark, scenario: Scenario) -> None:  # type: ignore[no-untyped-def]
@@ -401,7 +452,12 @@ def test_new_events_that_move_no_session_are_appended(spark, lake_settings, monk
 
     monkeypatch.setattr(expectations, "gate", lambda *_a, **_kw: None, raising=False)
     got = B1_AT - M
-    append_bronze(spark, lake_settings, "clickstream_events", [event(1, "a1", "A", E0, ingested_at=got)], run_id="b1")
+    first = [
+        event(1, "a1", "A", E0, ingested_at=got),
+        event(4, "b1", "B", E0, ingested_at=got),  # more stored events than new ones: not a catch-up
+        event(5, "x1", "X", E0 + 5 * M, ingested_at=got),
+    ]
+    append_bronze(spark, lake_settings, "clickstream_events", first, run_id="b1")
     job.run(spark, lake_settings, run_id="silver-1", tables=["clickstream_events"], as_of=RUN1_AT)
     later = [
         event(2, "a2", "A", E0 + 90 * M, ingested_at=got),  # A's next session: 90 minutes later
@@ -419,4 +475,4 @@ def test_new_events_that_move_no_session_are_appended(spark, lake_settings, monk
         ("c1", "insert"),
     ]
     sessions = {r.event_id: r.session_id for r in read(spark, lake_settings, "silver", "clickstream_events").collect()}
-    assert len(set(sessions.values())) == 3
+    assert len(set(sessions.values())) == 5

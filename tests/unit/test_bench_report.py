@@ -57,3 +57,12 @@ def test_a_table_run_is_printed_with_its_phases() -> None:
     assert phases(rec) == "orders 12.3s (classify 3.2, write 4.0)"
     assert phases(rec, "60 keys") == "orders 12.3s (60 keys: classify 3.2, write 4.0)"
     assert phases(RunRecord("r", "gold", "sessions", seconds=1.0), "all keys") == "sessions 1.0s (all keys)"
+
+
+def test_a_silver_merge_is_printed_with_the_rows_it_copied() -> None:
+    from bench.pipeline import copied, phases
+    from core.ledger import RunRecord
+
+    merged = RunRecord("r", "silver", "clickstream_events", seconds=4.0, details={"rows_copied": 252_759})
+    assert phases(merged, copied(merged)) == "clickstream_events 4.0s (252,759 rows copied)"
+    assert copied(RunRecord("r", "silver", "customers", seconds=1.0, details={"upserted": 3})) == ""
