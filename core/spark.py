@@ -75,14 +75,6 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         # Caches here are short-lived audit copies (a candidate judged, then written): storing
         # them uncompressed fills them ~1/3 faster (1M bronze rows: 1.9 s instead of 2.8 s).
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
-        # Local checkpoints (`materialize`) are MEMORY_AND_DISK: execution may push all but 20% of
-        # them to disk, instead of the default 50% they would keep from a large sort or window.
-        "spark.memory.storageFraction": "0.2",
-        # Silver's sessions are windows over a visitor's events. Past 4,096 rows (the default) a
-        # window buffer turns into a spilling sorter that needs execution memory of its own: at
-        # 10M events a heavy visitor crossed it while a sort held the task's memory, and a history
-        # load failed (UNABLE_TO_ACQUIRE_MEMORY, 2026-11-27). 100k rows of events are ~30 MB.
-        "spark.sql.windowExec.buffer.in.memory.threshold": "100000",
         "spark.ui.enabled": str(settings.spark_ui).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": settings.spark_driver_memory,
