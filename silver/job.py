@@ -367,7 +367,8 @@ def write_events(job: Job, rows: DataFrame, *, rows_count: int, new_count: int, 
     outage) — rewrites the whole table in event-time ranges instead, in one commit: a MERGE
     would write its inserts hashed by event_id, each file spanning the whole period, and every
     later cycle's MERGE would then read and rewrite all of them (at 10M events: 2.2M rows copied
-    by the first cycle, 4.5M by the second, against 0.25M on a ranged table; `bench/`).
+    by the first cycle, 4.5M by the second, against 0.25M on a ranged table: synthetic events,
+    2026-11-27). Each run's ledger row records a MERGE's copied rows (`rows_copied`).
     """
     from delta.tables import DeltaTable
 
