@@ -12,18 +12,23 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import bench_spark, command_env, ecom, isolated, run_command
-from bench.lakehouse import CHANGE_SHARE, CHANGE_WINDOW, shared
-from bench.pipeline import checkpoint_share, gold_incremental_vs_full, gold_sql_vs_duckdb, incremental_cycle
+from bench.pipeline import (
+    checkpoint_share,
+    command_footprint,
+    gold_incremental_vs_full,
+    gold_sql_vs_duckdb,
+    incremental_cycle,
+)
 from bench.report import Figure, Report, timed
 
 # Volumes per profile. generator: one generator batch (generator_rate); publish_rows: the
 # mart publish_rate writes; history: the pipeline's 1× history (same shape as
 # the demo's volumes; 10× it is the second point of the incremental cycle, and gold is
-# timed there); command_scale: the batch the `ecom run` commands process, in 1× histories
-# (generated over a cycle's window, CHANGE_WINDOW).
+# timed there; the peak memory of each `ecom run` command is its 10× load's).
 # cycle_repeats (per history multiple) / gold_repeats: a cycle or a gold run takes minutes,
-# not a short figure, so quick times each once; full takes the median of three cycles at 1×
-# and times the 10× cycle once (each takes minutes there: three would not fit the hour).
+# not a short figure, so quick times each once; full takes the median of two cycles at 1×
+# and times the 10× cycle once (each takes minutes there: three would not fit the hour). An
+# untimed cycle warms the bench's JVM first (the history loads run in their own processes).
 # Incremental gold is the gold step of the 10× cycles (gold_repeats of them: more cycles run
 # if asked), and its full rebuild that history's load when every mart rebuilt in full there.
 # Short figures are medians of `repeats`.
@@ -36,7 +41,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "history": {"customers": 40, "products": 6, "orders": 200, "events": 2_000},
         "cycle_repeats": {1: 1, 10: 1},
         "gold_repeats": 1,
-        "command_scale": 1,
         "demo": False,
     },
     "quick": {
@@ -47,7 +51,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "history": {"customers": 400, "products": 60, "orders": 2_000, "events": 20_000},
         "cycle_repeats": {1: 1, 10: 1},
         "gold_repeats": 1,
-        "command_scale": CHANGE_SHARE,  # as full: a cycle's batch
         "demo": False,
     },
     "full": {
@@ -59,12 +62,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "repeats": 3,
         "bronze_rows": 1_000_000,
         "history": {"customers": 20_000, "products": 3_000, "orders": 100_000, "events": 1_000_000},
-        "cycle_repeats": {1: 3, 10: 1},
+        "cycle_repeats": {1: 2, 10: 1},
         "gold_repeats": 1,
-        # the commands' batch: a cycle's change, 1% of the 1× volumes over an hour. They run on
-        # the 10× history: a batch of the whole 1× volumes took 15 of a run's 79 minutes, 10% of
-        # them 12 of a run's 65 (both on 2026-11-27).
-        "command_scale": CHANGE_SHARE,
         "demo": True,
         "run_time_goal_min": 60,  # the whole run, on 2 cores
     },
@@ -231,37 +230,6 @@ def publish_rate(report: Report, profile: dict[str, Any]) -> None:
             f"(medians of {profile['repeats']}, warm JVM; the first publish in a fresh JVM took {cold:.1f}s); "
             "publish's median phases: "
             + ", ".join(f"{k} {statistics.median(p[k] for p in phases[1:]):.2f}s" for k in phases[-1]),
-        )
-    )
-
-
-def command_footprint(report: Report, profile: dict[str, Any]) -> None:
-    """Peak memory (RSS) and Spark session count of each `ecom run <layer>` command."""
-    from core.runner import ORDER
-
-    lh = shared(profile)
-    rows = lh.generate(profile["command_scale"], CHANGE_WINDOW)
-    env = command_env(lh.settings)
-    sessions: dict[str, int] = {}
-    for layer in ORDER:
-        seconds, peak_mib, sessions[layer] = run_command(ecom("run", layer), env)
-        report.add(
-            Figure(
-                f"`ecom run {layer}` peak RSS",
-                peak_mib,
-                "MiB",
-                note=f"{seconds:.1f}s on a batch of {rows:,} source rows; Python and Spark JVM together",
-            )
-        )
-    most = max(sessions.values())
-    report.add(
-        Figure(
-            "Spark sessions per `ecom run <layer>` command",
-            most,
-            "sessions (most)",
-            goal="= 1 per command",
-            met=all(n == 1 for n in sessions.values()),
-            note=", ".join(f"{layer} {n}" for layer, n in sessions.items()),
         )
     )
 

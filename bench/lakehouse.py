@@ -2,20 +2,25 @@
 
 The pipeline cases of one run share it (`shared(profile)`), so the history is generated and
 loaded once: the incremental cycle needs it at 1× and 10×, gold and DuckDB read its silver,
-the checkpoint shares come from the records of its runs. Layers run in this process's one
-Spark session, through the same `job.run` functions `core.runner` calls.
+the checkpoint shares come from the records of its runs. A cycle's layers run in this
+process's one Spark session, through the same `job.run` functions `core.runner` calls; a
+history load's layers run as `ecom run <layer>`, each in a fresh process and JVM, as Airflow
+runs them (one long JVM ran out of memory loading the 10× history after the 1× runs).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.env import bench_spark, isolated
+from bench.env import bench_spark, command_env, ecom, isolated, run_command
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,8 +44,11 @@ class LayerRunTime:
     """One layer run: its wall time and its per-table records."""
 
     layer: str
-    seconds: float
+    seconds: float  # the layer's job (a fresh process: without its Spark start)
     records: list[RunRecord]
+    command_seconds: float | None = None  # a fresh process's whole wall time, Spark start included
+    peak_mib: int | None = None  # a fresh process's peak RSS (Python and its Spark JVM)
+    sessions: int | None = None  # Spark sessions a fresh process started
 
 
 @dataclass
@@ -63,6 +71,7 @@ class Lakehouse:
     runs: dict[str, list[LayerRunTime]] = field(default_factory=dict)  # phase → layer runs
     cycles: list[Cycle] = field(default_factory=list)  # every timed cycle, in order
     loads: dict[int, dict[str, LayerRunTime]] = field(default_factory=dict)  # history multiple → its load's runs
+    load_rows: dict[int, int] = field(default_factory=dict)  # history multiple → source rows its load wrote
 
     @property
     def spark(self) -> SparkSession:
@@ -95,22 +104,40 @@ class Lakehouse:
         self.runs.setdefault(phase, []).append(timing)
         return timing
 
-    def run_pipeline(self, phase: str) -> dict[str, LayerRunTime]:
+    def run_command_layer(self, layer: str, phase: str) -> LayerRunTime:
+        """Run `ecom run <layer>` in a fresh process (its own Spark JVM), recorded under `phase`
+        from the run's summary."""
+        from core.ledger import RunRecord
+
+        with tempfile.TemporaryDirectory(prefix="ecom-bench-summary-") as scratch:
+            path = Path(scratch) / "summary.json"
+            command = ecom("run", layer, "--summary-json", str(path))
+            wall, peak_mib, sessions = run_command(command, command_env(self.settings))
+            summary = json.loads(path.read_text())
+        records = [RunRecord.from_row(row) for row in summary["tables"]]
+        timing = LayerRunTime(layer, float(summary["seconds"][layer]), records, wall, peak_mib, sessions)
+        self.runs.setdefault(phase, []).append(timing)
+        return timing
+
+    def run_pipeline(self, phase: str, *, fresh: bool = False) -> dict[str, LayerRunTime]:
+        """Every layer in order: in this process's Spark session, or `fresh`, each as `ecom run`."""
         from core.runner import ORDER
 
-        return {layer: self.run_layer(layer, phase) for layer in ORDER}
+        run = self.run_command_layer if fresh else self.run_layer
+        return {layer: run(layer, phase) for layer in ORDER}
 
     def grow_to(self, multiple: int) -> None:
-        """Bring the history to `multiple` × the base volumes: one batch and one pipeline run."""
+        """Bring the history to `multiple` × the base volumes: one batch, then one pipeline run of
+        fresh `ecom run` processes (a backfill, as production would run it)."""
         from core import console
 
         if self.history >= multiple:
             return
         console.step(f"bench: loading history from {self.history}× to {multiple}× the base volumes")
-        self.generate(multiple - self.history, HISTORY_WINDOW)
-        for _ in range(AGING_BATCHES):
-            self.generate(0, AGING_WINDOW)
-        self.loads[multiple] = self.run_pipeline("history")
+        rows = self.generate(multiple - self.history, HISTORY_WINDOW)
+        rows += sum(self.generate(0, AGING_WINDOW) for _ in range(AGING_BATCHES))
+        self.load_rows[multiple] = rows
+        self.loads[multiple] = self.run_pipeline("history", fresh=True)
         self.history = multiple
 
     def cycle(self) -> Cycle:

@@ -76,6 +76,12 @@ class RunRecord:
         d["details"] = json.dumps(self.details, default=str, sort_keys=True)
         return d
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunRecord:
+        """The record of a `row()` (as `ops.runs` and `ecom run --summary-json` hold it);
+        times stay as the row gives them."""
+        return cls(**{**row, "details": json.loads(row.get("details") or "{}")})
+
 
 def runs_schema() -> StructType:
     from pyspark.sql import types as T

@@ -79,25 +79,30 @@ def run_layers(
     console.step(f"Spark ready in {time.monotonic() - t0:.1f}s ({settings.spark_master}); lake {settings.lake_root}")
     records: list[RunRecord] = []
     failed: str | None = None
+    seconds: dict[str, float] = {}  # each layer's run, Spark's start excluded
     for name in layers:
         run_id = new_run_id(name)
         console.step(f"[bold]{name}[/] run {run_id}")
+        started = time.monotonic()
         try:
             records += modules[name].run(spark, settings, run_id=run_id, full_refresh=full_refresh, tables=tables)
         except EcomError as exc:
             failed = f"{name}: {exc}"
             break
+        finally:
+            seconds[name] = round(time.monotonic() - started, 3)
     _summary(records, time.monotonic() - t0)
     if summary_json:
-        write_summary(summary_json, records, failed)
+        write_summary(summary_json, records, failed, seconds)
     if failed:
         raise EcomError(failed)
     return all(r.status in ("succeeded", "skipped") for r in records)
 
 
-def write_summary(path: str, records: list[RunRecord], failed: str | None) -> None:
-    """Machine-readable summary (Airflow turns it into Asset event metadata)."""
-    body = {"ok": failed is None, "error": failed, "tables": [r.row() for r in records]}
+def write_summary(path: str, records: list[RunRecord], failed: str | None, seconds: dict[str, float]) -> None:
+    """Machine-readable summary (Airflow turns it into Asset event metadata; the bench reads
+    each layer's `seconds`)."""
+    body = {"ok": failed is None, "error": failed, "seconds": seconds, "tables": [r.row() for r in records]}
     Path(path).write_text(json.dumps(body, default=str, indent=2))
 
 

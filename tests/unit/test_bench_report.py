@@ -66,3 +66,53 @@ def test_a_silver_merge_is_printed_with_the_rows_it_copied() -> None:
     merged = RunRecord("r", "silver", "clickstream_events", seconds=4.0, details={"rows_copied": 252_759})
     assert phases(merged, copied(merged)) == "clickstream_events 4.0s (252,759 rows copied)"
     assert copied(RunRecord("r", "silver", "customers", seconds=1.0, details={"upserted": 3})) == ""
+
+
+def test_a_fresh_command_run_is_read_back_from_its_summary(tmp_path) -> None:
+    """The bench loads its history by `ecom run <layer> --summary-json`: the summary gives each
+    layer's own seconds and the records as `ops.runs` holds them, read back whole."""
+    import json
+
+    from core.ledger import RunRecord
+    from core.runner import write_summary
+
+    rec = RunRecord(
+        "r", "gold", "customer_360", rows_out=7, seconds=3.5, details={"mode": "full", "timings": {"gate": 0.5}}
+    )
+    rec.finish("succeeded")
+    path = tmp_path / "summary.json"
+    write_summary(str(path), [rec], None, {"gold": 12.25})
+    body = json.loads(path.read_text())
+    assert body["seconds"] == {"gold": 12.25}
+    back = RunRecord.from_row(json.loads(json.dumps(body["tables"][0])))
+    assert (back.table_name, back.status, back.rows_out, back.details) == ("customer_360", "succeeded", 7, rec.details)
+    assert back.seconds == rec.seconds
+
+
+def test_the_commands_footprint_is_the_top_history_loads_commands() -> None:
+    """Peak RSS and sessions per `ecom run` come from the 10× load's fresh processes: a command
+    that started two Spark sessions is reported as not met."""
+    from bench import lakehouse
+    from bench.lakehouse import Lakehouse, LayerRunTime
+    from bench.pipeline import command_footprint
+    from core.settings import get_settings
+
+    def run(layer: str, peak: int, sessions: int) -> LayerRunTime:
+        return LayerRunTime(layer, 10.0, [], command_seconds=18.0, peak_mib=peak, sessions=sessions)
+
+    lh = Lakehouse(get_settings(), {}, history=10, load_rows={10: 12_345})
+    lh.loads[10] = {"bronze": run("bronze", 2000, 1), "silver": run("silver", 4000, 1)}
+    lakehouse._SHARED["unit"] = lh
+    try:
+        report = Report(profile="unit", machine=MACHINE)
+        command_footprint(report, {"name": "unit"})
+        lh.loads[10]["gold"] = run("gold", 3000, 2)
+        twice = Report(profile="unit", machine=MACHINE)
+        command_footprint(twice, {"name": "unit"})
+    finally:
+        lakehouse._SHARED.pop("unit")
+    peaks = {f.name: f.value for f in report.figures if "peak RSS" in f.name}
+    assert peaks == {"`ecom run bronze` peak RSS": 2000, "`ecom run silver` peak RSS": 4000}
+    assert "a batch of 12,345 source rows" in report.figures[0].note
+    assert [f.met for f in report.figures if f.goal] == [True]
+    assert [(f.value, f.met) for f in twice.figures if f.goal] == [(2, False)]
