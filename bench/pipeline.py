@@ -10,7 +10,7 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
-from bench.lakehouse import CHANGE_SHARE, CHANGE_WINDOW, WARM_LOAD, Lakehouse, LayerRunTime, shared
+from bench.lakehouse import CHANGE_SHARE, CHANGE_WINDOW, Lakehouse, LayerRunTime, shared
 from bench.report import Figure, Report
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ def incremental_cycle(report: Report, profile: dict[str, Any]) -> None:
         steps = {k: statistics.median(c.steps[k] for c in cycles) for k in cycles[0].steps}
         report.curves.setdefault("incremental cycle (1% change)", []).append((lh.history_rows, medians[multiple]))
         load = ", ".join(f"{layer} {run.seconds:.0f}" for layer, run in lh.loads[multiple].items())
-        where = "fresh `ecom run`s" if multiple > WARM_LOAD else "this JVM"
+        fresh = all(run.command_seconds is not None for run in lh.loads[multiple].values())
+        where = "fresh `ecom run`s" if fresh else "this JVM"
         notes.append(
             f"{multiple}× = {lh.history_rows:,} source rows (its load, {where}: {load} s): "
             f"cycles {_seconds([c.seconds for c in cycles])} s, "
