@@ -348,12 +348,13 @@ def merge_metrics(spark, path: str, version: int) -> dict[str, str]:  # type: ig
     return dict(commit.operationMetrics)
 
 
-def test_a_mart_built_without_deletion_vectors_gets_them_before_its_merge(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A lake's marts from before deletion vectors: an overwrite keeps an existing table's
-    properties, so the MERGE path turns them on (once: a second call commits nothing)."""
+def test_a_table_built_without_deletion_vectors_gets_them_before_its_merge(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A lake's marts and silver tables from before deletion vectors: an overwrite keeps an
+    existing table's properties, so the MERGE path turns them on (once: a second call commits
+    nothing)."""
     from delta.tables import DeltaTable
 
-    from gold.job import DELETION_VECTORS, with_deletion_vectors
+    from core.lake import DELETION_VECTORS, with_deletion_vectors
 
     path = str(tmp_path / "old_mart")
     spark.range(3).write.format("delta").save(path)
