@@ -46,12 +46,12 @@ from pyspark.sql import DataFrame
 from core import console
 from core.errors import EcomError, ValidationFailedError
 from core.lake import (
-    DELETION_VECTORS,
+    INCREMENTAL_PROPERTIES,
     last_commit,
     micros_to_datetime,
     register_table,
     table_path,
-    with_deletion_vectors,
+    with_incremental_properties,
 )
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
@@ -356,12 +356,13 @@ def gate(run: GoldRun, table: str, candidate_df: DataFrame, rec: RunRecord, *, s
 
 
 def overwrite(candidate_df: DataFrame, path: str) -> None:
-    """Write a mart whole (a new table is created with deletion vectors on: see `core.lake`)."""
+    """Write a mart whole (a new table is created with deletion vectors and the change data
+    feed that publish follows: see `core.lake`)."""
     (
         candidate_df.write.format("delta")
         .mode("overwrite")
         .option("overwriteSchema", "true")
-        .option(DELETION_VECTORS, "true")
+        .options(**INCREMENTAL_PROPERTIES)
         .save(path)
     )
 
@@ -373,7 +374,7 @@ def merge_scope(spark: SparkSession, path: str, recipe: Recipe, candidate_df: Da
 
     mart = recipe.mart
     keys = list(mart.key)
-    with_deletion_vectors(spark, path)
+    with_incremental_properties(spark, path)
     target = DeltaTable.forPath(spark, path)
     gone = (
         target.toDF()

@@ -3,7 +3,10 @@
 Per table:
 1. the candidate rows — all of gold (`--full-refresh`, first publish, or when the previously
    published gold version is no longer readable) or only the rows changed since the gold
-   version last published (Delta time travel: current EXCEPT published, plus vanished keys);
+   version last published: when every commit since is a MERGE (an incremental gold run), the
+   current image of each key in gold's change data feed and the keys it deleted — the cost
+   follows the change —, else (a rebuild in between, or no feed that far back) Delta time
+   travel: current EXCEPT published, plus vanished keys;
 2. arrays/maps/structs → JSON strings (`to_json`), then a Spark JDBC append into a staging
    table created by us with the live table's exact types (never Spark's auto-created tables);
 3. one database transaction applies the stage to the live table (full: delete all + insert;
@@ -33,6 +36,7 @@ from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.schema import WAREHOUSE_SCHEMA
 from core.settings import Settings
+from core.spark import materialize
 from gold.marts.contract import Mart
 from gold.marts.registry import MARTS
 from gold.warehouse import NESTED
@@ -215,6 +219,48 @@ def _last_published_version(spark: SparkSession, settings: Settings, table: str)
     return None if last is None else last.delta_version
 
 
+# Commits after which a mart's change data feed gives each changed key's one current image:
+# MERGEs (a key is matched once per commit) and commits that change no row. A rebuild's
+# overwrite holds every row twice (deleted and inserted in one commit): compared instead.
+FEED_OPERATIONS = frozenset({"MERGE", "SET TBLPROPERTIES", "OPTIMIZE", "VACUUM START", "VACUUM END"})
+
+
+def feed_changes(
+    spark: SparkSession, path: str, mart: Mart, previous: int, version: int
+) -> tuple[DataFrame, DataFrame] | None:
+    """(changed rows, deleted keys) of a mart from its change data feed in (previous, version]:
+    per key, the last image — an insert or update's row, or a deletion. None when a commit in
+    that range is not in `FEED_OPERATIONS`, or the feed does not reach back that far."""
+    from delta.tables import DeltaTable
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    history = DeltaTable.forPath(spark, path).history(version - previous + 1).select("version", "operation")
+    operations = {r.version: r.operation for r in history.collect() if previous < r.version <= version}
+    if len(operations) != version - previous or set(operations.values()) - FEED_OPERATIONS:
+        return None
+    keys = list(mart.key)
+    latest = Window.partitionBy(*keys).orderBy(F.col("_commit_version").desc())
+    try:
+        feed = (
+            spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", previous + 1)
+            .option("endingVersion", version)
+            .load(path)
+            .where(F.col("_change_type") != "update_preimage")
+            .withColumn("_latest", F.row_number().over(latest))
+            .where("_latest = 1")
+            .transform(materialize)
+        )
+    except (PySparkException, Py4JJavaError):  # the feed was not on, or its files were vacuumed
+        return None
+    is_deleted = F.col("_change_type") == "delete"
+    return feed.where(~is_deleted).select(*mart.column_names), feed.where(is_deleted).select(*keys)
+
+
 def _jdbc_append(df: DataFrame, settings: Settings, table: str) -> None:
     opts = db.jdbc_options(settings, "publisher")
     (
@@ -241,19 +287,26 @@ def publish_table(spark: SparkSession, settings: Settings, mart: Mart, rec: RunR
     rec.delta_version = version
     rec.watermark_from = None if previous is None else str(previous)
     rec.watermark_to = str(version)
-    mode, old = "full", None
+    mode, old, feed = "full", None, None
     if previous is not None and previous == version:
         mode = "unchanged"
     elif previous is not None:
-        try:
-            old = spark.read.format("delta").option("versionAsOf", previous).load(path).select(*mart.column_names)
-            old.limit(1).collect()
+        with rec.phase("diff"):
+            feed = feed_changes(spark, path, mart, previous, version)
+        if feed is not None:
             mode = "incremental"
-        except Exception:  # the published version was vacuumed: fall back to a full load
-            mode = "full"
+        else:
+            try:
+                old = spark.read.format("delta").option("versionAsOf", previous).load(path).select(*mart.column_names)
+                old.limit(1).collect()
+                mode = "incremental"
+            except Exception:  # the published version was vacuumed: fall back to a full load
+                mode = "full"
     keys = list(mart.key)
     flat = flatten_for_jdbc(current)
-    if mode == "incremental" and old is not None:
+    if feed is not None:
+        changed, deleted = flatten_for_jdbc(feed[0]), feed[1]
+    elif mode == "incremental" and old is not None:
         old_flat = flatten_for_jdbc(old)
         changed = flat.exceptAll(old_flat)
         deleted = old_flat.select(*keys).exceptAll(flat.select(*keys))
@@ -296,7 +349,8 @@ def publish_table(spark: SparkSession, settings: Settings, mart: Mart, rec: RunR
     rec.rows_in = expected.rows
     with rec.phase("apply"):
         _apply(settings, dialect, mart, mode, stage, stage_del if deleted is not None else None, expected)
-    rec.details.update(mode=mode, stage_rows=rec.rows_out, checksum=expected.key_hash)
+    diff = None if mode != "incremental" else ("change data feed" if feed is not None else "compare")
+    rec.details.update(mode=mode, diff=diff, stage_rows=rec.rows_out, checksum=expected.key_hash)
 
 
 def _apply(
@@ -357,7 +411,9 @@ def run(
                     publish_table(spark, settings, MARTS[name], rec, full_refresh=full_refresh)
                 rec.finish("succeeded")
                 console.ok(
-                    f"publish {name}: {rec.details.get('mode')}, {rec.rows_out:,} rows staged, warehouse "
+                    f"publish {name}: {rec.details.get('mode')}"
+                    + (f" ({rec.details['diff']})" if rec.details.get("diff") else "")
+                    + f", {rec.rows_out:,} rows staged, warehouse "
                     f"reconciled at {rec.rows_in:,} rows ({time.monotonic() - t0:.1f}s)"
                 )
     return layer_run.raise_failures()

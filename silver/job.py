@@ -39,13 +39,13 @@ from pyspark.sql import types as T
 from core import console
 from core.errors import EcomError, ValidationFailedError
 from core.lake import (
-    DELETION_VECTORS,
+    INCREMENTAL_PROPERTIES,
     LAYOUTS,
     last_commit,
     micros_to_datetime,
     register_table,
     table_path,
-    with_deletion_vectors,
+    with_incremental_properties,
 )
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
@@ -317,7 +317,7 @@ def _create_or_replace(df: DataFrame, path: str, schema: T.StructType, *, change
     for silver, the change data feed that gold reads and deletion vectors for its MERGEs)."""
     writer = df.select(*schema.fieldNames()).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if change_feed:
-        writer = writer.option("delta.enableChangeDataFeed", "true").option(DELETION_VECTORS, "true")
+        writer = writer.options(**INCREMENTAL_PROPERTIES)
     writer.save(path)
 
 
@@ -343,7 +343,7 @@ def write_silver(job: Job, spec: SilverTable, rows: DataFrame, *, overwrite: boo
     if overwrite or not _is_delta(job.spark, path):
         _create_or_replace(out, path, spec.schema, change_feed=True)
         return
-    with_deletion_vectors(job.spark, path)  # a MERGE of a few keys marks rows, rewrites no file
+    with_incremental_properties(job.spark, path)  # a MERGE of a few keys marks rows, rewrites no file
     (
         DeltaTable.forPath(job.spark, path)
         .alias("t")
@@ -402,7 +402,7 @@ def write_events(job: Job, rows: DataFrame, *, rows_count: int, new_count: int, 
     start = micros_to_datetime(earliest)
     assert start is not None  # a re-assigned event has a time
     bound = (start - SKIP_MARGIN).isoformat(sep=" ")
-    with_deletion_vectors(job.spark, path)
+    with_incremental_properties(job.spark, path)
     (
         DeltaTable.forPath(job.spark, path)
         .alias("t")

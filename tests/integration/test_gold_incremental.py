@@ -348,25 +348,26 @@ def merge_metrics(spark, path: str, version: int) -> dict[str, str]:  # type: ig
     return dict(commit.operationMetrics)
 
 
-def test_a_table_built_without_deletion_vectors_gets_them_before_its_merge(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A lake's marts and silver tables from before deletion vectors: an overwrite keeps an
-    existing table's properties, so the MERGE path turns them on (once: a second call commits
-    nothing)."""
+def test_a_table_built_without_incremental_properties_gets_them_before_its_merge(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A lake's marts and silver tables from before deletion vectors and gold's change data feed:
+    an overwrite keeps an existing table's properties, so the MERGE path turns them on (once: a
+    second call commits nothing)."""
     from delta.tables import DeltaTable
 
-    from core.lake import DELETION_VECTORS, with_deletion_vectors
+    from core.lake import INCREMENTAL_PROPERTIES, with_incremental_properties
 
     path = str(tmp_path / "old_mart")
     spark.range(3).write.format("delta").save(path)
 
-    def enabled() -> str | None:
-        return (DeltaTable.forPath(spark, path).detail().collect()[0].properties or {}).get(DELETION_VECTORS)
+    def enabled() -> dict[str, str]:
+        properties = DeltaTable.forPath(spark, path).detail().collect()[0].properties or {}
+        return {k: v for k, v in properties.items() if k in INCREMENTAL_PROPERTIES}
 
-    assert enabled() is None
-    with_deletion_vectors(spark, path)
-    assert enabled() == "true"
+    assert enabled() == {"delta.enableChangeDataFeed": "false"}  # core.spark's default for a new table
+    with_incremental_properties(spark, path)
+    assert enabled() == {"delta.enableDeletionVectors": "true", "delta.enableChangeDataFeed": "true"}
     version = last_commit(spark, path)[0]
-    with_deletion_vectors(spark, path)
+    with_incremental_properties(spark, path)
     assert last_commit(spark, path)[0] == version
 
 
