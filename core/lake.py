@@ -120,31 +120,6 @@ def last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
     return int(row.version), dict(row.operationMetrics or {})
 
 
-# Silver tables and gold marts are merged a few keys at a time, and read downstream by what
-# changed. Deletion vectors: a MERGE marks the rows it replaces instead of rewriting every file
-# that holds one. Measured on 1M rows (2026-11-27): 2,700 keys merged into a sessions-shaped
-# mart in 4 s, no row copied, against 6–8 s copying 997k; 3,000 into an orders-shaped silver
-# table in 5.7–6.9 s against 8.5–12.2 s, the same feed rows either way. The change data feed:
-# gold follows silver's, publish follows gold's. Their readers are Spark (gold, publish,
-# spark-sql) and delta-rs' query engine (bench); delta-rs' plain Arrow reader refuses them.
-DELETION_VECTORS = "delta.enableDeletionVectors"
-CHANGE_DATA_FEED = "delta.enableChangeDataFeed"
-INCREMENTAL_PROPERTIES = {DELETION_VECTORS: "true", CHANGE_DATA_FEED: "true"}
-
-
-def with_incremental_properties(spark: SparkSession, path: str) -> None:
-    """Turn `INCREMENTAL_PROPERTIES` on for a table created without them (a lake built before
-    they were used: an overwrite does not change an existing table's properties). One metadata
-    read; an `ALTER TABLE` only the first time."""
-    from delta.tables import DeltaTable
-
-    properties = DeltaTable.forPath(spark, path).detail().select("properties").collect()[0][0] or {}
-    missing = {k: v for k, v in INCREMENTAL_PROPERTIES.items() if properties.get(k) != v}
-    if missing:
-        settings = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
-
-
 def micros_to_datetime(micros: int | None) -> datetime | None:
     """Microseconds since the epoch (`unix_micros`) → naive UTC datetime, exactly and whatever
     the machine's time zone (collecting a timestamp would convert it to local time)."""

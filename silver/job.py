@@ -38,15 +38,7 @@ from pyspark.sql import types as T
 
 from core import console
 from core.errors import EcomError, ValidationFailedError
-from core.lake import (
-    INCREMENTAL_PROPERTIES,
-    LAYOUTS,
-    last_commit,
-    micros_to_datetime,
-    register_table,
-    table_path,
-    with_incremental_properties,
-)
+from core.lake import LAYOUTS, last_commit, micros_to_datetime, register_table, table_path
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.settings import Settings
@@ -314,10 +306,10 @@ def reconcile(table: str, counts: dict[tuple[str, str], int], bronze_in: int, he
 # --- writing ----------------------------------------------------------------------------------------------
 def _create_or_replace(df: DataFrame, path: str, schema: T.StructType, *, change_feed: bool) -> None:
     """Write `df` as the whole table in one commit (a new table gets the contract's schema and,
-    for silver, the change data feed that gold reads and deletion vectors for its MERGEs)."""
+    for silver, the change data feed that gold reads)."""
     writer = df.select(*schema.fieldNames()).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if change_feed:
-        writer = writer.options(**INCREMENTAL_PROPERTIES)
+        writer = writer.option("delta.enableChangeDataFeed", "true")
     writer.save(path)
 
 
@@ -343,7 +335,6 @@ def write_silver(job: Job, spec: SilverTable, rows: DataFrame, *, overwrite: boo
     if overwrite or not _is_delta(job.spark, path):
         _create_or_replace(out, path, spec.schema, change_feed=True)
         return
-    with_incremental_properties(job.spark, path)  # a MERGE of a few keys marks rows, rewrites no file
     (
         DeltaTable.forPath(job.spark, path)
         .alias("t")
@@ -366,9 +357,8 @@ def write_events(job: Job, rows: DataFrame, *, rows_count: int, new_count: int, 
     The table is kept in event time (`EVENTS_LAYOUT`): a rebuild writes it in event_ts ranges,
     and each batch's new events (an hour or so) land in files of their own. A session changes
     only around new events, so the MERGE names the earliest event time it re-assigns
-    (`t.event_ts >= …`): Delta's data skipping then reads only the files of that time range,
-    not the whole table, and marks the re-assigned rows in deletion vectors (their files are
-    not rewritten). New events never match a stored one (an
+    (`t.event_ts >= …`): Delta's data skipping then reads and rewrites only the files of that
+    time range, not the whole table. New events never match a stored one (an
     event_id already in silver or quarantine is classified current or duplicate), so the bound
     cannot turn a match into an insert. With no stored event re-assigned, the new events are
     simply appended.
@@ -402,7 +392,6 @@ def write_events(job: Job, rows: DataFrame, *, rows_count: int, new_count: int, 
     start = micros_to_datetime(earliest)
     assert start is not None  # a re-assigned event has a time
     bound = (start - SKIP_MARGIN).isoformat(sep=" ")
-    with_incremental_properties(job.spark, path)
     (
         DeltaTable.forPath(job.spark, path)
         .alias("t")

@@ -2,8 +2,10 @@
 
 Two kinds of columns:
 
-- *base* columns depend only on the customer's own silver rows (profile, orders, lines,
-  sessions): an incremental run recomputes them for the touched customers only;
+- *base* columns depend only on the customer's own rows (silver profile, orders and lines;
+  their `gold.sessions` rows, built earlier in the same run from the same silver versions:
+  the mart reads them rather than sessionising the clickstream a second time): an
+  incremental run recomputes them for the touched customers only;
 - *as-of* columns (`AS_OF_COLUMNS`) are a row-wise function of the base columns and the
   run's logical date `as_of_date` — never of the wall clock nor of other customers. RFM
   scores therefore use fixed, documented thresholds, not quantiles over all customers (a
@@ -24,7 +26,7 @@ from pyspark.sql import types as T
 
 from gold.marts.common import order_lines, ratio, with_order_facts
 from gold.marts.contract import AMOUNT, RATE, Col, Mart, conform
-from gold.marts.sessions import event_count_column, session_facts
+from gold.marts.sessions import event_count_column
 
 # RFM thresholds (tune to the business; the dictionary shows the values in force).
 RECENCY_DAYS: tuple[int, int, int, int] = (14, 30, 90, 180)  # ≤ 14 days → 5, ≤ 30 → 4, ≤ 90 → 3, ≤ 180 → 2, else 1
@@ -161,6 +163,8 @@ MART = Mart(
         "they still count in daily_sales and product_performance.",
         "RFM uses fixed thresholds, not quantiles, so a customer's scores depend only on their own history "
         "and the as-of date (incremental runs equal a rebuild).",
+        "The clickstream columns aggregate the customer's gold.sessions rows, built earlier in the same run "
+        "from the same silver versions.",
     ),
 )
 
@@ -204,7 +208,8 @@ def customer_top_categories(lines_df: DataFrame) -> DataFrame:
 
 
 def customer_sessions(sessions_df: DataFrame) -> DataFrame:
-    """Per customer: sessions, mean duration, last seen, conversion and cart abandonment."""
+    """Per customer: sessions, mean duration, last seen, conversion and cart abandonment, from
+    `gold.sessions` rows."""
     has_cart = F.col(event_count_column("add_to_cart")) > 0
     abandoned = has_cart & ~F.col("is_converted")
     return (
@@ -228,17 +233,16 @@ def customer_360_base(
     orders_df: DataFrame,
     order_items_df: DataFrame,
     products_df: DataFrame,
-    events_df: DataFrame,
+    sessions_df: DataFrame,
 ) -> DataFrame:
-    """The base columns for every customer in `customers_df`."""
+    """The base columns for every customer in `customers_df` (`sessions_df`: gold.sessions rows)."""
     lines = order_lines(orders_df, order_items_df, products_df)
-    sessions = session_facts(events_df, customers_df)
     empty = F.array().cast(T.ArrayType(T.StringType()))
     zero = F.lit(0).cast(T.LongType())
     return (
         customers_df.join(customer_orders(orders_df), "customer_id", "left")
         .join(customer_top_categories(lines), "customer_id", "left")
-        .join(customer_sessions(sessions), "customer_id", "left")
+        .join(customer_sessions(sessions_df), "customer_id", "left")
         .fillna(0, subset=["orders_count", "net_orders_count", "cancelled_orders_count", "returned_orders_count"])
         .withColumn("revenue", F.coalesce(F.col("revenue"), F.lit(0)).cast(AMOUNT))
         .withColumn(
@@ -323,12 +327,12 @@ def build_customer_360(
     orders_df: DataFrame,
     order_items_df: DataFrame,
     products_df: DataFrame,
-    events_df: DataFrame,
+    sessions_df: DataFrame,
     as_of: datetime | date | None,
 ) -> DataFrame:
-    """The customer_360 mart from silver frames and the run's logical time."""
+    """The customer_360 mart from silver frames, gold.sessions and the run's logical time."""
     return (
-        customer_360_base(customers_df, orders_df, order_items_df, products_df, events_df)
+        customer_360_base(customers_df, orders_df, order_items_df, products_df, sessions_df)
         .transform(lambda df: with_as_of_metrics(df, as_of))
         .transform(MART.conform)
     )

@@ -1,7 +1,8 @@
 """Every mart as a recipe: its contract, its full build, its incremental scope and recomputation.
 
 The full build and the recomputation call the same pure transform, so a mart is defined once;
-`gold.job` only chooses the path and does the I/O.
+`gold.job` only chooses the path and does the I/O. A mart may read marts built before it in
+the same run (`upstream`: customer_360 reads gold.sessions), given as they were just written.
 """
 
 from __future__ import annotations
@@ -17,18 +18,22 @@ from gold.marts.contract import Mart
 from gold.marts.scope import Changes, Materialize, SilverState
 
 AsOf = datetime | date | None
+Upstream = dict[str, DataFrame]  # mart name → its rows as this run wrote them
 
 
 @dataclass(frozen=True)
 class Recipe:
     mart: Mart
-    build: Callable[[SilverState, AsOf], DataFrame]
+    # (state, as-of, upstream marts): the whole mart.
+    build: Callable[[SilverState, AsOf, Upstream], DataFrame]
     # (changes, old state, new state, materialize): the gold scope keys the changes touch.
     scope: Callable[[Changes, SilverState, SilverState, Materialize], DataFrame]
-    # (state, scope keys, as-of, materialize): the scope's rows, from the mart's own transform.
-    recompute: Callable[[SilverState, DataFrame, AsOf, Materialize], DataFrame]
+    # (state, scope keys, as-of, materialize, upstream marts): the scope's rows, from the mart's own transform.
+    recompute: Callable[[SilverState, DataFrame, AsOf, Materialize, Upstream], DataFrame]
     # Re-derives stored rows for a new as-of date (marts with as-of columns only).
     refresh_as_of: Callable[[DataFrame, AsOf], DataFrame] | None = None
+    # Marts this one reads: built before it in the same run.
+    upstream: tuple[str, ...] = ()
 
 
 RECIPES: dict[str, Recipe] = {
@@ -36,32 +41,33 @@ RECIPES: dict[str, Recipe] = {
     for r in (
         Recipe(
             customer_360.MART,
-            build=lambda s, as_of: customer_360.build_customer_360(
-                s.customers, s.orders, s.order_items, s.products, s.clickstream_events, as_of
+            build=lambda s, as_of, up: customer_360.build_customer_360(
+                s.customers, s.orders, s.order_items, s.products, up["sessions"], as_of
             ),
             scope=scope.customer_360_scope,
             recompute=scope.recompute_customer_360,
             refresh_as_of=customer_360.refresh_as_of,
+            upstream=("sessions",),
         ),
         Recipe(
             sessions.MART,
-            build=lambda s, as_of: sessions.build_sessions(s.clickstream_events, s.customers, s.products),
+            build=lambda s, as_of, up: sessions.build_sessions(s.clickstream_events, s.customers, s.products),
             scope=scope.sessions_scope,
-            recompute=lambda s, keys, as_of, materialize: scope.recompute_sessions(s, keys, materialize),
+            recompute=lambda s, keys, as_of, materialize, up: scope.recompute_sessions(s, keys, materialize),
         ),
         Recipe(
             daily_sales.MART,
-            build=lambda s, as_of: daily_sales.build_daily_sales(s.orders, s.order_items, s.products),
+            build=lambda s, as_of, up: daily_sales.build_daily_sales(s.orders, s.order_items, s.products),
             scope=scope.daily_sales_scope,
-            recompute=lambda s, keys, as_of, materialize: scope.recompute_daily_sales(s, keys),
+            recompute=lambda s, keys, as_of, materialize, up: scope.recompute_daily_sales(s, keys),
         ),
         Recipe(
             product_performance.MART,
-            build=lambda s, as_of: product_performance.build_product_performance(
+            build=lambda s, as_of, up: product_performance.build_product_performance(
                 s.clickstream_events, s.orders, s.order_items
             ),
             scope=scope.product_performance_scope,
-            recompute=lambda s, keys, as_of, materialize: scope.recompute_product_performance(s, keys),
+            recompute=lambda s, keys, as_of, materialize, up: scope.recompute_product_performance(s, keys),
         ),
     )
 }

@@ -248,32 +248,20 @@ def recompute_sessions(new: SilverState, scope: DataFrame, materialize: Material
 
 
 def recompute_customer_360(
-    new: SilverState, scope: DataFrame, as_of: datetime | date | None, materialize: Materialize = as_is
+    new: SilverState,
+    scope: DataFrame,
+    as_of: datetime | date | None,
+    materialize: Materialize = as_is,
+    upstream: dict[str, DataFrame] | None = None,
 ) -> DataFrame:
-    """Customers in scope; every customer is passed on so sign-up attribution sees all visitors.
-
-    Their sessions are found in one pass over the events (logged on an event, or the visitor
-    they signed up as), and those sessions' events are read once."""
+    """Customers in scope, from their silver rows and their rows of gold.sessions (`upstream`,
+    as this run wrote it: every session in the scope's change is current there)."""
+    assert upstream is not None, "customer_360 reads gold.sessions"
+    customers = new.customers.join(F.broadcast(scope), "customer_id", "left_semi")
     orders = new.orders.join(F.broadcast(scope), "customer_id", "left_semi")
     items = new.order_items.join(F.broadcast(orders.select("order_id")), "order_id", "left_semi")
-    visitors = (
-        new.customers.join(F.broadcast(scope), "customer_id", "left_semi").select("visitor_id").dropna().distinct()
-    )
-    events = new.clickstream_events
-    ours = F.col("_customer") | F.col("_visitor")  # NULL (no match) on both sides: not ours
-    sessions = (
-        events.select("session_id", "customer_id", "visitor_id")
-        .join(F.broadcast(scope.select("customer_id").withColumn("_customer", F.lit(True))), "customer_id", "left")
-        .join(F.broadcast(visitors.withColumn("_visitor", F.lit(True))), "visitor_id", "left")
-        .where(ours)
-        .select("session_id")
-        .dropna()
-        .distinct()
-    )
-    session_events = materialize(events.join(F.broadcast(sessions), "session_id", "left_semi"))
-    return build_customer_360(new.customers, orders, items, new.products, session_events, as_of).join(
-        F.broadcast(scope), "customer_id", "left_semi"
-    )
+    sessions = upstream["sessions"].join(F.broadcast(scope), "customer_id", "left_semi")
+    return build_customer_360(customers, orders, items, new.products, sessions, as_of)
 
 
 def recompute_daily_sales(new: SilverState, scope: DataFrame) -> DataFrame:

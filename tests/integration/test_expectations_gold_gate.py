@@ -138,7 +138,8 @@ def test_corrupt_silver_fails_gold_checkpoint_alerts_and_leaves_gold_and_warehou
         write_silver(table, table_rows[:1], "overwrite")  # good silver: customer 1 once
     assert runner.run_layers(settings, ["gold", "publish"], tables=[MART])  # the mart the corruption breaks
     gold_before, warehouse_before = gold_versions(spark, settings), warehouse_state(settings)
-    assert set(gold_before) == {MART} and warehouse_before[MART][0] == 1 and Hook.received == []
+    # customer_360 reads gold.sessions: the run builds it first
+    assert set(gold_before) == {"sessions", MART} and warehouse_before[MART][0] == 1 and Hook.received == []
 
     write_silver("customers", rows["customers"][1:], "append")  # the corruption: customer 1 twice
     env = {
@@ -164,7 +165,7 @@ def test_corrupt_silver_fails_gold_checkpoint_alerts_and_leaves_gold_and_warehou
     assert cli.returncode != 0, output
     assert "customer_360" in output and "checkpoint" in output.lower(), output
 
-    assert gold_versions(spark, settings) == gold_before  # gold.customer_360 not written
+    assert gold_versions(spark, settings)[MART] == gold_before[MART]  # gold.customer_360 not written
     alerts = {a["checkpoint"]: a for a in Hook.received}
     alert = alerts["gold.customer_360"]
     assert alert["run_id"].startswith("gold-")

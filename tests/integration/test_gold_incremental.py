@@ -284,7 +284,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_independent_recomputation(  #
         records = job.run(spark, lake_settings, run_id=f"gold-test-{step}")
         assert all(r.status == "succeeded" and r.checkpoint == "passed" for r in records)
         runs.append({r.table_name: r for r in records})
-    assert gated == [("gold", name) for name in RECIPES] * 3
+    assert gated == [("gold", name) for name in job.select_marts(None)] * 3  # sessions before customer_360
     assert facts == {
         "customer_360": {"covers", "references"},
         "sessions": {"covers"},
@@ -348,26 +348,26 @@ def merge_metrics(spark, path: str, version: int) -> dict[str, str]:  # type: ig
     return dict(commit.operationMetrics)
 
 
-def test_a_table_built_without_incremental_properties_gets_them_before_its_merge(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A lake's marts and silver tables from before deletion vectors and gold's change data feed:
-    an overwrite keeps an existing table's properties, so the MERGE path turns them on (once: a
-    second call commits nothing)."""
+def test_a_mart_built_without_its_properties_gets_them_before_its_merge(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A lake's marts from before deletion vectors and the change data feed: an overwrite keeps
+    an existing table's properties, so the MERGE path turns them on (once: a second call
+    commits nothing)."""
     from delta.tables import DeltaTable
 
-    from core.lake import INCREMENTAL_PROPERTIES, with_incremental_properties
+    from gold.job import MART_PROPERTIES, with_mart_properties
 
     path = str(tmp_path / "old_mart")
     spark.range(3).write.format("delta").save(path)
 
     def enabled() -> dict[str, str]:
         properties = DeltaTable.forPath(spark, path).detail().collect()[0].properties or {}
-        return {k: v for k, v in properties.items() if k in INCREMENTAL_PROPERTIES}
+        return {k: v for k, v in properties.items() if k in MART_PROPERTIES}
 
     assert enabled() == {"delta.enableChangeDataFeed": "false"}  # core.spark's default for a new table
-    with_incremental_properties(spark, path)
+    with_mart_properties(spark, path)
     assert enabled() == {"delta.enableDeletionVectors": "true", "delta.enableChangeDataFeed": "true"}
     version = last_commit(spark, path)[0]
-    with_incremental_properties(spark, path)
+    with_mart_properties(spark, path)
     assert last_commit(spark, path)[0] == version
 
 
@@ -389,6 +389,45 @@ def test_changes_touching_half_the_keys_rebuild_in_full(spark, lake_settings) ->
     assert job.too_wide(run, recipe, path, 1) is None  # type: ignore[arg-type]
     reason = job.too_wide(run, recipe, path, 2)  # type: ignore[arg-type]
     assert reason == "the changes touch 2 of its 4 sales_date keys (≥ 50%): rebuilding in full"
+
+
+def test_customer_360_is_not_built_when_sessions_fails_in_the_same_run(spark, lake_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """customer_360 reads gold.sessions as the run leaves it: asked alone, the run builds
+    sessions first; when sessions fails (its checkpoint, here), customer_360 writes nothing and
+    says why, and the other marts still build."""
+    from delta.tables import DeltaTable
+
+    from core.errors import EcomError
+    from gold import job
+
+    write_silver(spark, lake_settings, batch_1(Shop(seed=5)))
+    gate = job.gate
+
+    def failing_sessions(run, table, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if table == "sessions":
+            raise ValidationFailedError("gold.sessions: checkpoint failed (planted)")
+        gate(run, table, *args, **kwargs)
+
+    monkeypatch.setattr(job, "gate", failing_sessions)
+    with pytest.raises(EcomError) as failed:
+        job.run(spark, lake_settings, run_id="gold-upstream-failed", tables=["customer_360", "daily_sales"])
+    assert "sessions" in str(failed.value) and "customer_360" in str(failed.value)
+
+    def built(mart: str) -> bool:
+        return DeltaTable.isDeltaTable(spark, table_path(lake_settings, "gold", mart))
+
+    assert (built("sessions"), built("customer_360"), built("daily_sales")) == (False, False, True)
+    ledger = spark.read.format("delta").load(table_path(lake_settings, "ops", "runs"))
+    runs = {r.table_name: r for r in ledger.where("run_id = 'gold-upstream-failed'").collect()}
+    assert runs["sessions"].status == runs["customer_360"].status == "failed"
+    assert runs["customer_360"].message == (
+        "gold.customer_360 reads gold.sessions, which did not build in this run: nothing written"
+    )
+
+    monkeypatch.setattr(job, "gate", gate)
+    records = job.run(spark, lake_settings, run_id="gold-upstream-ok", tables=["customer_360"])
+    assert [r.table_name for r in records] == ["sessions", "customer_360"]
+    assert built("customer_360")
 
 
 def test_a_history_load_rebuilds_before_any_scope_is_computed(spark, lake_settings) -> None:  # type: ignore[no-untyped-def]

@@ -12,10 +12,13 @@ from gold.job import select_marts
 
 
 def test_select_marts_accepts_marts_and_silver_tables_and_names_unknown_ones() -> None:
-    assert select_marts(None) == ["customer_360", "sessions", "daily_sales", "product_performance"]
+    # customer_360 reads gold.sessions: built after it, and never without it
+    assert select_marts(None) == ["sessions", "customer_360", "daily_sales", "product_performance"]
     assert select_marts(["daily_sales", "sessions"]) == ["sessions", "daily_sales"]
+    assert select_marts(["customer_360"]) == ["sessions", "customer_360"]
     # a silver table selects the marts built from it
-    assert select_marts(["products"]) == ["customer_360", "sessions", "daily_sales"]
+    assert select_marts(["products"]) == ["sessions", "customer_360", "daily_sales"]
+    assert select_marts(["orders"]) == ["sessions", "customer_360", "daily_sales", "product_performance"]
     with pytest.raises(EcomError, match=r"unknown gold table\(s\) nope: expected marts \(customer_360"):
         select_marts(["nope", "sessions"])
 

@@ -177,6 +177,7 @@ def test_sessions_one_row_per_session_with_attribution_funnel_and_cart_value(spa
 # --- customer_360 -----------------------------------------------------------------------------------
 def test_customer_360_orders_categories_sessions_and_rfm(spark) -> None:  # type: ignore[no-untyped-def]
     from gold.marts.customer_360 import MART, build_customer_360
+    from gold.marts.sessions import build_sessions
 
     customers = spark.createDataFrame(
         [customer(1, "v1"), customer(2, None), customer(3, None), customer(4, None)], CUSTOMERS
@@ -318,7 +319,8 @@ def test_customer_360_orders_categories_sessions_and_rfm(spark) -> None:  # type
         cid = r["customer_id"]
         r.update(email=f"c{cid}@example.com", first_name=f"F{cid}", last_name=f"L{cid}")
     expected = expected_df(spark, MART, rows, defaults)
-    actual = build_customer_360(customers, orders, items, products, events, T0)
+    sessions = build_sessions(events, customers, products)  # gold.sessions, as the run builds it first
+    actual = build_customer_360(customers, orders, items, products, sessions, T0)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -350,6 +352,7 @@ def test_monetary_and_frequency_scores_count_from_the_bottom(spark) -> None:  # 
 
 def test_refresh_as_of_equals_a_rebuild_at_the_new_date(spark) -> None:  # type: ignore[no-untyped-def]
     from gold.marts.customer_360 import build_customer_360, refresh_as_of
+    from gold.marts.sessions import build_sessions
 
     customers = spark.createDataFrame([customer(1, None), customer(2, None)], CUSTOMERS)
     products = spark.createDataFrame([product(1, "books", "10.00")], PRODUCTS)
@@ -357,8 +360,9 @@ def test_refresh_as_of_equals_a_rebuild_at_the_new_date(spark) -> None:  # type:
     items = spark.createDataFrame([item(1, 1, 1, 1, "10.00")], ITEMS)
     events = spark.createDataFrame([], EVENTS)
     later = datetime(2024, 9, 1, tzinfo=UTC)
-    stored = build_customer_360(customers, orders, items, products, events, T0)
-    rebuilt = build_customer_360(customers, orders, items, products, events, later)
+    sessions = build_sessions(events, customers, products)
+    stored = build_customer_360(customers, orders, items, products, sessions, T0)
+    rebuilt = build_customer_360(customers, orders, items, products, sessions, later)
     assert_df_equality(refresh_as_of(stored, later), rebuilt, ignore_row_order=True, ignore_nullable=True)
 
 
