@@ -47,12 +47,7 @@ from pyspark.sql import DataFrame
 
 from core import console
 from core.errors import EcomError, ValidationFailedError
-from core.lake import (
-    last_commit,
-    micros_to_datetime,
-    register_table,
-    table_path,
-)
+from core.lake import last_commit, micros_to_datetime, register_table, table_path
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.schema import SOURCE_TABLES
