@@ -45,7 +45,9 @@ RECIPES: dict[str, Recipe] = {
                 s.customers, s.orders, s.order_items, s.products, up["sessions"], as_of
             ),
             scope=scope.customer_360_scope,
-            recompute=scope.recompute_customer_360,
+            recompute=lambda s, keys, as_of, materialize, up: scope.recompute_customer_360(
+                s, keys, as_of, up["sessions"]
+            ),
             refresh_as_of=customer_360.refresh_as_of,
             upstream=("sessions",),
         ),

@@ -248,20 +248,15 @@ def recompute_sessions(new: SilverState, scope: DataFrame, materialize: Material
 
 
 def recompute_customer_360(
-    new: SilverState,
-    scope: DataFrame,
-    as_of: datetime | date | None,
-    materialize: Materialize = as_is,
-    upstream: dict[str, DataFrame] | None = None,
+    new: SilverState, scope: DataFrame, as_of: datetime | date | None, sessions: DataFrame
 ) -> DataFrame:
-    """Customers in scope, from their silver rows and their rows of gold.sessions (`upstream`,
+    """Customers in scope, from their silver rows and their rows of gold.sessions (`sessions`,
     as this run wrote it: every session in the scope's change is current there)."""
-    assert upstream is not None, "customer_360 reads gold.sessions"
     customers = new.customers.join(F.broadcast(scope), "customer_id", "left_semi")
     orders = new.orders.join(F.broadcast(scope), "customer_id", "left_semi")
     items = new.order_items.join(F.broadcast(orders.select("order_id")), "order_id", "left_semi")
-    sessions = upstream["sessions"].join(F.broadcast(scope), "customer_id", "left_semi")
-    return build_customer_360(customers, orders, items, new.products, sessions, as_of)
+    theirs = sessions.join(F.broadcast(scope), "customer_id", "left_semi")
+    return build_customer_360(customers, orders, items, new.products, theirs, as_of)
 
 
 def recompute_daily_sales(new: SilverState, scope: DataFrame) -> DataFrame:
