@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 EPOCH = datetime(1970, 1, 1)
 
@@ -124,3 +124,42 @@ def micros_to_datetime(micros: int | None) -> datetime | None:
     """Microseconds since the epoch (`unix_micros`) → naive UTC datetime, exactly and whatever
     the machine's time zone (collecting a timestamp would convert it to local time)."""
     return None if micros is None else EPOCH + timedelta(microseconds=int(micros))
+
+
+def change_feed(
+    spark: SparkSession, path: str, previous: int, version: int, operations: frozenset[str], columns: list[str]
+) -> DataFrame | None:
+    """Every row image of a Delta table's change data feed in (previous, version]: `columns`,
+    `_change_type` and `_commit_version`, computed once (`core.spark.materialize`). None when
+    a commit in that range is not one of `operations` (a rewrite: every row may have
+    changed), or the feed does not reach back that far (it was off, or its files were
+    vacuumed). An empty range gives no rows."""
+    from delta.tables import DeltaTable
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    from core.spark import materialize
+
+    wanted = [*columns, "_change_type", "_commit_version"]
+    if version <= previous:
+        return (
+            spark.read.format("delta")
+            .load(path)
+            .limit(0)
+            .selectExpr(*columns, "CAST(NULL AS STRING) AS _change_type", "CAST(NULL AS BIGINT) AS _commit_version")
+        )
+    history = DeltaTable.forPath(spark, path).history(version - previous + 1).select("version", "operation")
+    found = {r.version: r.operation for r in history.collect() if previous < r.version <= version}
+    if len(found) != version - previous or set(found.values()) - operations:
+        return None
+    try:
+        return materialize(
+            spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", previous + 1)
+            .option("endingVersion", version)
+            .load(path)
+            .select(*wanted)
+        )
+    except (PySparkException, Py4JJavaError):
+        return None

@@ -18,13 +18,15 @@ One run:
      keys; else incremental;
    - incremental — the keys changed in each silver table since those versions (change data
      feed) → the gold keys they touch (`gold.marts.scope`, comparing the old and the new
-     silver state) → those keys recomputed with the mart's own transform → gate → one MERGE
+     silver state; customer_360 also follows the change data feed of gold.sessions since the
+     version it read last, and rebuilds in full when sessions was rebuilt) → those keys recomputed with the mart's own transform → gate → one MERGE
      that upserts them and deletes the ones left without a row. `customer_360` is rewritten
      whole (base columns kept, as-of columns re-derived) when the as-of date moved;
    - full — the mart's transform on all of silver → gate → overwrite;
 4. ledger — one `ops.runs` row per mart: rows recomputed (in), rows written (out), Delta
    version, and in `details` the progress: the silver versions and table ids consumed
-   (`silver_versions`, `silver_table_ids`) and the `as_of`. The next run starts from the
+   (`silver_versions`, `silver_table_ids`), the versions of the marts read
+   (`upstream_versions`) and the `as_of`. The next run starts from the
    mart's last succeeded row; a crash before the ledger append only replays the same
    changes, and recomputing a key from silver is idempotent.
 
@@ -47,7 +49,7 @@ from pyspark.sql import DataFrame
 
 from core import console
 from core.errors import EcomError, ValidationFailedError
-from core.lake import last_commit, micros_to_datetime, register_table, table_path
+from core.lake import change_feed, last_commit, micros_to_datetime, register_table, table_path
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.schema import SOURCE_TABLES
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
 LAYER = "gold"
 SILVER_TABLES: tuple[str, ...] = tuple(SILVER_KEYS)
 PROGRESS_KEY = "silver_versions"  # in a gold ops.runs row's details: the silver versions it consumed
+UPSTREAM_KEY = "upstream_versions"  # … and the versions of the marts it read (`Recipe.upstream`)
 # Commits after which a change feed is no use: everything may have changed, rebuild instead.
 REWRITING_OPERATIONS = frozenset(
     {
@@ -113,6 +116,7 @@ class Progress:
     versions: dict[str, int]
     table_ids: dict[str, str]
     as_of: datetime | None
+    upstream: dict[str, int] = field(default_factory=dict)  # upstream mart → the version it read
 
 
 def select_marts(tables: Sequence[str] | None) -> list[str]:
@@ -225,6 +229,7 @@ def read_progress(spark: SparkSession, settings: Settings) -> dict[str, Progress
             versions={t: int(v) for t, v in details[PROGRESS_KEY].items()},
             table_ids=dict(details.get("silver_table_ids", {})),
             as_of=datetime.fromisoformat(as_of) if as_of else None,
+            upstream={m: int(v) for m, v in details.get(UPSTREAM_KEY, {}).items()},
         )
     return out
 
@@ -376,6 +381,11 @@ def gate(run: GoldRun, table: str, candidate_df: DataFrame, rec: RunRecord, *, s
 # tables keep no deletion vectors: with them (2026-11-27, 1M orders) silver's MERGEs copied no
 # row, but every gold read of silver slowed down, and incremental gold took 107 s against 66 s.
 MART_PROPERTIES = {"delta.enableDeletionVectors": "true", "delta.enableChangeDataFeed": "true"}
+# Commits after which a mart's change data feed gives each changed key's images (publish
+# takes the last, customer_360 the customers of all): MERGEs (a key is matched once per
+# commit) and commits that change no row. A rebuild's overwrite holds every row twice
+# (deleted and inserted in one commit): its readers compare, or rebuild, instead.
+FEED_OPERATIONS = frozenset({"MERGE", "SET TBLPROPERTIES", "OPTIMIZE", "VACUUM START", "VACUUM END"})
 
 
 def overwrite(candidate_df: DataFrame, path: str) -> None:
@@ -429,6 +439,29 @@ def merge_scope(spark: SparkSession, path: str, recipe: Recipe, candidate_df: Da
         .whenNotMatchedInsert(condition="NOT s._is_deleted", values=values)  # type: ignore[arg-type]
         .execute()
     )
+
+
+def upstream_changes(run: GoldRun, name: str) -> tuple[dict[str, DataFrame], str | None]:
+    """Per mart that `name` reads (`Recipe.upstream`), the row images of its change data feed
+    since the version `name` read last up to the one this run left it at — or why there are
+    none to follow (then `name` rebuilds in full)."""
+    done = run.progress[name]
+    out = {}
+    for upstream in RECIPES[name].upstream:
+        consumed, built = done.upstream.get(upstream), run.built[upstream]
+        if consumed is None:
+            return {}, f"no version of gold.{upstream} recorded for gold.{name}"
+        if built < consumed:
+            return {}, f"gold.{upstream} is at v{built}, behind the v{consumed} gold.{name} read"
+        path = table_path(run.settings, LAYER, upstream)
+        feed = change_feed(run.spark, path, consumed, built, FEED_OPERATIONS, list(RECIPES[upstream].mart.column_names))
+        if feed is None:
+            return (
+                {},
+                f"gold.{upstream} was rebuilt since the v{consumed} gold.{name} read (or its change feed is gone)",
+            )
+        out[upstream] = feed
+    return out, None
 
 
 def _versions_text(versions: dict[str, int]) -> str:
@@ -505,15 +538,21 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
     with writer_lock(run.settings, f"{LAYER}.{name}"):
         with rec.phase("plan"):
             mode, reason, start = plan(run, name, full_refresh=full_refresh)
+        up_changes: dict[str, DataFrame] = {}
+        if start is not None and recipe.upstream:
+            with rec.phase("changes"):
+                up_changes, why = upstream_changes(run, name)
+            if why:
+                mode, reason, start = "full", why, None
         scope_df = None
         if start is not None:
             try:
                 with rec.phase("changes"):
                     changes, old, counts = run.changes_since(start)
                 rec.details["changed_silver_keys"] = counts
-                if any(counts.values()):
+                if any(counts.values()) or any(not feed.isEmpty() for feed in up_changes.values()):
                     with rec.phase("scope"):
-                        scope_df = materialize(recipe.scope(changes, old, run.new, materialize))
+                        scope_df = materialize(recipe.scope(changes, old, run.new, materialize, up_changes))
                         rec.details["scope_keys"] = scope_df.count()
                 else:
                     scope_df = run.spark.createDataFrame([], recipe.mart.schema).select(*recipe.mart.scope)
@@ -581,6 +620,8 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
         # progress: recorded with the run in ops.runs (a crash before that replays the same changes)
         rec.details[PROGRESS_KEY] = run.versions
         rec.details["silver_table_ids"] = {t: p.table_id for t, p in run.pinned.items()}
+        if recipe.upstream:
+            rec.details[UPSTREAM_KEY] = {m: run.built[m] for m in recipe.upstream}
         with rec.phase("register"):
             register_table(run.spark, run.settings, LAYER, name)
     rec.finish("succeeded", None if written else "no silver changes touch this mart")

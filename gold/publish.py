@@ -31,12 +31,12 @@ import sqlalchemy as sa
 
 from core import console, db
 from core.errors import EcomError, ValidationFailedError
-from core.lake import table_path
+from core.lake import change_feed, table_path
 from core.ledger import LayerRun, RunRecord
 from core.locks import writer_lock
 from core.schema import WAREHOUSE_SCHEMA
 from core.settings import Settings
-from core.spark import materialize
+from gold.job import FEED_OPERATIONS
 from gold.marts.contract import Mart
 from gold.marts.registry import MARTS
 from gold.warehouse import NESTED
@@ -219,46 +219,27 @@ def _last_published_version(spark: SparkSession, settings: Settings, table: str)
     return None if last is None else last.delta_version
 
 
-# Commits after which a mart's change data feed gives each changed key's one current image:
-# MERGEs (a key is matched once per commit) and commits that change no row. A rebuild's
-# overwrite holds every row twice (deleted and inserted in one commit): compared instead.
-FEED_OPERATIONS = frozenset({"MERGE", "SET TBLPROPERTIES", "OPTIMIZE", "VACUUM START", "VACUUM END"})
-
-
 def feed_changes(
     spark: SparkSession, path: str, mart: Mart, previous: int, version: int
 ) -> tuple[DataFrame, DataFrame] | None:
     """(changed rows, deleted keys) of a mart from its change data feed in (previous, version]:
     per key, the last image — an insert or update's row, or a deletion. None when a commit in
     that range is not in `FEED_OPERATIONS`, or the feed does not reach back that far."""
-    from delta.tables import DeltaTable
-    from py4j.protocol import Py4JJavaError
-    from pyspark.errors import PySparkException
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    history = DeltaTable.forPath(spark, path).history(version - previous + 1).select("version", "operation")
-    operations = {r.version: r.operation for r in history.collect() if previous < r.version <= version}
-    if len(operations) != version - previous or set(operations.values()) - FEED_OPERATIONS:
+    feed = change_feed(spark, path, previous, version, FEED_OPERATIONS, list(mart.column_names))
+    if feed is None:
         return None
     keys = list(mart.key)
     latest = Window.partitionBy(*keys).orderBy(F.col("_commit_version").desc())
-    try:
-        feed = (
-            spark.read.format("delta")
-            .option("readChangeFeed", "true")
-            .option("startingVersion", previous + 1)
-            .option("endingVersion", version)
-            .load(path)
-            .where(F.col("_change_type") != "update_preimage")
-            .withColumn("_latest", F.row_number().over(latest))
-            .where("_latest = 1")
-            .transform(materialize)
-        )
-    except (PySparkException, Py4JJavaError):  # the feed was not on, or its files were vacuumed
-        return None
+    last = (
+        feed.where(F.col("_change_type") != "update_preimage")
+        .withColumn("_latest", F.row_number().over(latest))
+        .where("_latest = 1")
+    )
     is_deleted = F.col("_change_type") == "delete"
-    return feed.where(~is_deleted).select(*mart.column_names), feed.where(is_deleted).select(*keys)
+    return last.where(~is_deleted).select(*mart.column_names), last.where(is_deleted).select(*keys)
 
 
 def _jdbc_append(df: DataFrame, settings: Settings, table: str) -> None:

@@ -27,10 +27,12 @@ Dependencies (→ gold keys):
   standing changes no mart), order_items → their orders' customers, sales dates, product × dates;
 - products → only when a column a mart uses changed: `category` (customer top categories,
   daily_sales) or `unit_price` (sessions' cart value);
-- clickstream_events → their sessions (old and new session_id), those sessions' customers
-  (old and new attribution) and product × event dates;
+- clickstream_events → their sessions (old and new session_id) and product × event dates;
 - customers → themselves, and when their visitor_id changed (or they are new or gone) the
   sessions of that visitor (sign-up attribution);
+- gold.sessions (customer_360 reads its clickstream metrics there) → the customers of its
+  changed rows, old and new attribution, from its change data feed: customer_360 follows
+  what the sessions MERGE changed instead of re-deriving it from the events;
 - a customer's first order date moving → the old and the new date of daily_sales
   (new vs returning customers).
 """
@@ -177,30 +179,22 @@ def sessions_scope(changes: Changes, old: SilverState, new: SilverState, materia
     return session_scope(changes, new, priced_products=priced)
 
 
-def customer_360_scope(
-    changes: Changes, old: SilverState, new: SilverState, materialize: Materialize = as_is
-) -> DataFrame:
-    """Scope of gold.customer_360 (customer_id)."""
+def customer_360_scope(changes: Changes, old: SilverState, new: SilverState, sessions: DataFrame) -> DataFrame:
+    """Scope of gold.customer_360 (customer_id): changed customers, the customers of touched
+    orders (before and after), and the customers of the gold.sessions rows that changed since
+    customer_360 read it (`sessions`: every image of their change data feed, before and after,
+    so a session moved to another customer touches both)."""
     recategorised = changed_on(changes.products, "product_id", ["category"])
     orders = affected_orders(changes, new, products=recategorised)
-    sessions = materialize(session_scope(changes, new))
-    parts = [
-        changes.customers.select("customer_id"),
-        either_state(new.orders, changes.orders)
-        .join(F.broadcast(orders), "order_id", "left_semi")
-        .select("customer_id"),
-    ]
-    # A session's customer (`session_customers`) is a customer logged on its events, else the
-    # sign-up of its visitor: every such candidate in either state covers the old and the new one.
-    events = materialize(
-        either_state(new.clickstream_events, changes.clickstream_events)
-        .join(F.broadcast(sessions), "session_id", "left_semi")
-        .select("customer_id", "visitor_id")
+    return union_keys(
+        [
+            changes.customers.select("customer_id"),
+            either_state(new.orders, changes.orders)
+            .join(F.broadcast(orders), "order_id", "left_semi")
+            .select("customer_id"),
+            sessions.select("customer_id"),
+        ]
     )
-    visitors = union_keys([events.select("visitor_id")])
-    customers = either_state(new.customers, changes.customers).join(F.broadcast(visitors), "visitor_id", "left_semi")
-    parts += [events.select("customer_id"), customers.select("customer_id")]
-    return union_keys(parts)
 
 
 def daily_sales_scope(

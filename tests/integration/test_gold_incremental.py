@@ -300,6 +300,8 @@ def test_incremental_runs_equal_a_full_rebuild_and_independent_recomputation(  #
     assert 0 < runs[1]["sessions"].details["scope_keys"] < 30  # of the 50-odd sessions
     assert runs[2]["customer_360"].details.get("as_of_moved") is None
     assert runs[2]["sessions"].details["deleted"] == 1  # the session merged into another one
+    # customer_360 followed the sessions MERGE's change feed up to the version this run left
+    assert runs[2]["customer_360"].details[job.UPSTREAM_KEY] == {"sessions": runs[2]["sessions"].delta_version}
     assert job.read_progress(spark, lake_settings)["customer_360"].as_of == shop.clock.replace(tzinfo=None)
 
     # a MERGE marks the rows it replaces in deletion vectors: no unchanged row is rewritten
@@ -428,6 +430,30 @@ def test_customer_360_is_not_built_when_sessions_fails_in_the_same_run(spark, la
     records = job.run(spark, lake_settings, run_id="gold-upstream-ok", tables=["customer_360"])
     assert [r.table_name for r in records] == ["sessions", "customer_360"]
     assert built("customer_360")
+
+
+def test_customer_360_rebuilds_in_full_after_a_sessions_rebuild(spark, lake_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """customer_360's scope follows gold.sessions' change data feed since the version it read:
+    a rebuild of sessions in between (an overwrite: every row in its feed) rebuilds it too."""
+    from gold import job
+
+    monkeypatch.setattr(job, "FULL_REBUILD_SHARE", float("inf"))
+    shop = Shop(seed=13)
+    write_silver(spark, lake_settings, batch_1(shop))
+    job.run(spark, lake_settings, run_id="feed-0", tables=["customer_360"])
+    write_silver(spark, lake_settings, batch_2(shop))
+    runs = {r.table_name: r for r in job.run(spark, lake_settings, run_id="feed-1", tables=["customer_360"])}
+    assert runs["customer_360"].details["mode"] == "incremental"
+    assert runs["customer_360"].details["upstream_versions"] == {"sessions": runs["sessions"].delta_version}
+
+    job.run(spark, lake_settings, run_id="feed-2", tables=["sessions"], full_refresh=True)
+    write_silver(spark, lake_settings, batch_3(shop))
+    runs = {r.table_name: r for r in job.run(spark, lake_settings, run_id="feed-3", tables=["customer_360"])}
+    assert (runs["sessions"].details["mode"], runs["customer_360"].details["mode"]) == ("incremental", "full")
+    assert runs["customer_360"].details["reason"] == (
+        f"gold.sessions was rebuilt since the v{runs['sessions'].delta_version - 2} gold.customer_360 read "
+        "(or its change feed is gone)"
+    )
 
 
 def test_a_history_load_rebuilds_before_any_scope_is_computed(spark, lake_settings) -> None:  # type: ignore[no-untyped-def]
