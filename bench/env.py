@@ -113,8 +113,9 @@ def ecom(*args: str) -> list[str]:
     return [sys.executable, "-m", "core.cli", *args]
 
 
-def run_command(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
-    """Run a command; return (seconds, peak RSS in MiB of its whole process tree, Spark sessions started).
+def run_command(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, list[float]]:
+    """Run a command; return (seconds, peak RSS in MiB of its whole process tree, the seconds of
+    each Spark session it started: `core.spark.get_spark` times its own start).
 
     The tree (the Python process and the Spark JVM it starts) is sampled every half second:
     the JVM is not waited for by its parent, so `getrusage(RUSAGE_CHILDREN)` would miss it.
@@ -136,8 +137,8 @@ def run_command(args: list[str], env: dict[str, str] | None = None) -> tuple[flo
         if proc.returncode != 0:
             output.seek(0)
             raise RuntimeError(f"{' '.join(args)} failed (exit {proc.returncode}): {output.read()[-1500:]}")
-        sessions = len(Path(starts.name).read_text().splitlines())
-    return seconds, peak_kib // 1024, sessions
+        started = [float(line.split()[-1]) for line in Path(starts.name).read_text().splitlines()]
+    return seconds, peak_kib // 1024, started
 
 
 def tree_rss_kib(root: int) -> int:

@@ -2,11 +2,13 @@
 
 The pipeline cases of one run share it (`shared(profile)`), so the history is generated and
 loaded once: the incremental cycle needs it at 1× and 10×, gold and DuckDB read its silver,
-the checkpoint shares come from the records of its runs. The cycles and the 1× history's
-load run in this process's one Spark session (the load warms it for the timed cycles),
-through the same `job.run` functions `core.runner` calls. A bigger load is a backfill, and
-runs as production would run it: each layer as `ecom run <layer>` in a fresh process and
-JVM (in the bench's long JVM, the 10× load ran out of memory after the 1× runs).
+the checkpoint shares come from the records of its runs. The cycles run in this process's
+one Spark session, through the same `job.run` functions `core.runner` calls, and so do the
+history loads but one: the profile's `fresh_load` runs each layer as `ecom run <layer>` in a
+fresh process and JVM, as production runs it, and the commands' peak memory, Spark sessions
+and Spark start are measured there. The full profile's is its 10× load, a backfill (in the
+bench's long JVM it ran out of memory after the 1× runs); the quick profile's is its 1×
+load (its 10× one is small, and fresh JVMs would double its time).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ CHANGE_WINDOW = timedelta(hours=1)  # simulated time of a cycle's batch (status 
 HISTORY_WINDOW = timedelta(days=60)
 AGING_BATCHES, AGING_WINDOW = 3, timedelta(days=7)
 VOLUMES = ("customers", "products", "orders", "events")
-WARM_LOAD = 1  # the history multiple loaded in this process; bigger loads run as fresh `ecom run`s
 
 
 @dataclass
@@ -50,7 +51,7 @@ class LayerRunTime:
     records: list[RunRecord]
     command_seconds: float | None = None  # a fresh process's whole wall time, Spark start included
     peak_mib: int | None = None  # a fresh process's peak RSS (Python and its Spark JVM)
-    sessions: int | None = None  # Spark sessions a fresh process started
+    spark_starts: list[float] | None = None  # a fresh process: the seconds of each Spark session it started
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Cycle:
 class Lakehouse:
     settings: Settings
     base: dict[str, int]  # the 1× history's volumes
+    fresh_load: int  # the history multiple whose load runs as fresh `ecom run` commands
     history: int = 0  # 1× steps loaded so far
     history_rows: int = 0  # source rows written so far (history and cycles)
     runs: dict[str, list[LayerRunTime]] = field(default_factory=dict)  # phase → layer runs
@@ -114,10 +116,10 @@ class Lakehouse:
         with tempfile.TemporaryDirectory(prefix="ecom-bench-summary-") as scratch:
             path = Path(scratch) / "summary.json"
             command = ecom("run", layer, "--summary-json", str(path))
-            wall, peak_mib, sessions = run_command(command, command_env(self.settings))
+            wall, peak_mib, starts = run_command(command, command_env(self.settings))
             summary = json.loads(path.read_text())
         records = [RunRecord.from_row(row) for row in summary["tables"]]
-        timing = LayerRunTime(layer, float(summary["seconds"][layer]), records, wall, peak_mib, sessions)
+        timing = LayerRunTime(layer, float(summary["seconds"][layer]), records, wall, peak_mib, starts)
         self.runs.setdefault(phase, []).append(timing)
         return timing
 
@@ -130,7 +132,7 @@ class Lakehouse:
 
     def grow_to(self, multiple: int) -> None:
         """Bring the history to `multiple` × the base volumes: one batch, then one pipeline run
-        (above `WARM_LOAD`, of fresh `ecom run` processes)."""
+        (at `fresh_load`, of fresh `ecom run` processes)."""
         from core import console
 
         if self.history >= multiple:
@@ -139,7 +141,7 @@ class Lakehouse:
         rows = self.generate(multiple - self.history, HISTORY_WINDOW)
         rows += sum(self.generate(0, AGING_WINDOW) for _ in range(AGING_BATCHES))
         self.load_rows[multiple] = rows
-        self.loads[multiple] = self.run_pipeline("history", fresh=multiple > WARM_LOAD)
+        self.loads[multiple] = self.run_pipeline("history", fresh=multiple == self.fresh_load)
         self.history = multiple
 
     def cycle(self) -> Cycle:
@@ -165,7 +167,9 @@ def shared(profile: dict[str, Any]) -> Lakehouse:
     name = profile["name"]
     if name not in _SHARED:
         settings = _STACK.enter_context(isolated("pipeline"))
-        _SHARED[name] = Lakehouse(settings, {k: int(profile["history"][k]) for k in VOLUMES})
+        _SHARED[name] = Lakehouse(
+            settings, {k: int(profile["history"][k]) for k in VOLUMES}, fresh_load=int(profile["fresh_load"])
+        )
     return _SHARED[name]
 
 

@@ -89,30 +89,34 @@ def test_a_fresh_command_run_is_read_back_from_its_summary(tmp_path) -> None:
     assert back.seconds == rec.seconds
 
 
-def test_the_commands_footprint_is_the_top_history_loads_commands() -> None:
-    """Peak RSS and sessions per `ecom run` come from the 10× load's fresh processes: a command
-    that started two Spark sessions is reported as not met."""
+def test_the_commands_footprint_is_the_fresh_loads_commands() -> None:
+    """Peak RSS, sessions and Spark start per `ecom run` come from the fresh processes of the
+    profile's `fresh_load`: a command that started two Spark sessions is reported as not met;
+    the start is the median of every session the commands started."""
     from bench import lakehouse
     from bench.lakehouse import Lakehouse, LayerRunTime
     from bench.pipeline import command_footprint
     from core.settings import get_settings
 
-    def run(layer: str, peak: int, sessions: int) -> LayerRunTime:
-        return LayerRunTime(layer, 10.0, [], command_seconds=18.0, peak_mib=peak, sessions=sessions)
+    def run(layer: str, peak: int, starts: list[float]) -> LayerRunTime:
+        return LayerRunTime(layer, 10.0, [], command_seconds=18.0, peak_mib=peak, spark_starts=starts)
 
-    lh = Lakehouse(get_settings(), {}, history=10, load_rows={10: 12_345})
-    lh.loads[10] = {"bronze": run("bronze", 2000, 1), "silver": run("silver", 4000, 1)}
+    lh = Lakehouse(get_settings(), {}, fresh_load=10, history=10, load_rows={10: 12_345})
+    lh.loads[1] = {"bronze": run("bronze", 9999, [99.0])}  # not the fresh load: not reported
+    lh.loads[10] = {"bronze": run("bronze", 2000, [9.0]), "silver": run("silver", 4000, [11.0])}
     lakehouse._SHARED["unit"] = lh
     try:
         report = Report(profile="unit", machine=MACHINE)
         command_footprint(report, {"name": "unit"})
-        lh.loads[10]["gold"] = run("gold", 3000, 2)
+        lh.loads[10]["gold"] = run("gold", 3000, [12.0, 14.0])
         twice = Report(profile="unit", machine=MACHINE)
         command_footprint(twice, {"name": "unit"})
     finally:
         lakehouse._SHARED.pop("unit")
     peaks = {f.name: f.value for f in report.figures if "peak RSS" in f.name}
     assert peaks == {"`ecom run bronze` peak RSS": 2000, "`ecom run silver` peak RSS": 4000}
-    assert "a batch of 12,345 source rows" in report.figures[0].note
+    assert "loading the 10× history, a batch of 12,345 source rows" in report.figures[0].note
     assert [f.met for f in report.figures if f.goal] == [True]
     assert [(f.value, f.met) for f in twice.figures if f.goal] == [(2, False)]
+    assert [f.value for f in twice.figures if f.name == "Spark session start (median)"] == [11.5]  # of 9, 11, 12, 14
+    assert [f.value for f in report.figures if f.name == "Spark session start (median)"] == [10.0]
