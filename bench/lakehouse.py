@@ -4,11 +4,10 @@ The pipeline cases of one run share it (`shared(profile)`), so the history is ge
 loaded once: the incremental cycle needs it at 1× and 10×, gold and DuckDB read its silver,
 the checkpoint shares come from the records of its runs. The cycles run in this process's
 one Spark session, through the same `job.run` functions `core.runner` calls, and so do the
-history loads but one: the profile's `fresh_load` runs each layer as `ecom run <layer>` in a
-fresh process and JVM, as production runs it, and the commands' peak memory, Spark sessions
-and Spark start are measured there. The full profile's is its 10× load, a backfill (in the
-bench's long JVM it ran out of memory after the 1× runs); the quick profile's is its 1×
-load (its 10× one is small, and fresh JVMs would double its time).
+history loads but one: the profile's `fresh_load` (10×) runs each layer as `ecom run <layer>`
+in a fresh process and JVM, as production runs a backfill (in the bench's long JVM it ran out
+of memory after the 1× runs), and the commands' peak memory, Spark sessions and Spark start
+are measured there.
 """
 
 from __future__ import annotations
