@@ -413,7 +413,10 @@ def with_mart_properties(spark: SparkSession, path: str) -> None:
 
 
 def merge_scope(spark: SparkSession, path: str, recipe: Recipe, candidate_df: DataFrame, scope_df: DataFrame) -> None:
-    """One MERGE: upsert the recomputed rows; delete the rows of the scope left without one."""
+    """One MERGE: upsert the recomputed rows; delete the stored rows of the scope left without
+    one. When the scope is the mart's key (all marts but daily_sales), those are the scope's keys
+    without a recomputed row, and the mart is not scanned for them: a deletion that matches no
+    stored row does nothing."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
@@ -421,12 +424,11 @@ def merge_scope(spark: SparkSession, path: str, recipe: Recipe, candidate_df: Da
     keys = list(mart.key)
     with_mart_properties(spark, path)
     target = DeltaTable.forPath(spark, path)
-    gone = (
-        target.toDF()
-        .select(*keys)
-        .join(F.broadcast(scope_df), list(mart.scope), "left_semi")
-        .join(F.broadcast(candidate_df.select(*keys)), keys, "left_anti")
-    )
+    if set(mart.scope) == set(keys):
+        in_scope = scope_df.select(*keys)
+    else:
+        in_scope = target.toDF().select(*keys).join(F.broadcast(scope_df), list(mart.scope), "left_semi")
+    gone = in_scope.join(F.broadcast(candidate_df.select(*keys)), keys, "left_anti")
     source = candidate_df.withColumn("_is_deleted", F.lit(False)).unionByName(
         gone.withColumn("_is_deleted", F.lit(True)), allowMissingColumns=True
     )
