@@ -14,8 +14,9 @@ One run:
      when a silver table was recreated, restored or overwritten since the versions the mart
      consumed, or when the changes are half of what it would recompute or more
      (`FULL_REBUILD_SHARE`: a full build is then cheaper) — first by the rows silver's
-     commits changed, before any scope is computed (a history load), then by the scope's
-     keys; else incremental;
+     commits changed, before any scope is computed (a history load), then by the part of the
+     scope the change feed alone gives (`Recipe.scope_floor`: daily_sales' days of changed
+     orders), then by the scope's keys; else incremental;
    - incremental — the keys changed in each silver table since those versions (change data
      feed) → the gold keys they touch (`gold.marts.scope`, comparing the old and the new
      silver state; customer_360 also follows the change data feed of gold.sessions since the
@@ -507,16 +508,18 @@ def plan(run: GoldRun, name: str, *, full_refresh: bool) -> tuple[str, str, dict
     return "incremental", "changes since the last gold run", dict(done.versions)
 
 
-def too_wide(run: GoldRun, recipe: Recipe, path: str, scope_keys: int) -> str | None:
+def too_wide(run: GoldRun, recipe: Recipe, path: str, scope_keys: int, *, at_least: bool = False) -> str | None:
     """Why rebuilding in full is cheaper, when the changes touch `FULL_REBUILD_SHARE` or more of
     the mart's scope keys (a history load, or status moves spread over every day): a MERGE of
-    most of a table costs more than writing it anew, and the result is the same."""
+    most of a table costs more than writing it anew, and the result is the same. `at_least`:
+    `scope_keys` counts a part of the scope (`Recipe.scope_floor`)."""
     stored = run.spark.read.format("delta").load(path)
     mart = recipe.mart
     keys = stored.count() if mart.scope == mart.key else stored.select(*mart.scope).distinct().count()
     if keys and scope_keys >= FULL_REBUILD_SHARE * keys:
         return (
-            f"the changes touch {scope_keys:,} of its {keys:,} {'/'.join(mart.scope)} keys "
+            f"the changes touch {'at least ' if at_least else ''}{scope_keys:,} of its {keys:,} "
+            f"{'/'.join(mart.scope)} keys "
             f"(≥ {FULL_REBUILD_SHARE:.0%}): rebuilding in full"
         )
     return None
@@ -552,7 +555,15 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
                 with rec.phase("changes"):
                     changes, old, counts = run.changes_since(start)
                 rec.details["changed_silver_keys"] = counts
-                if any(counts.values()) or any(not feed.isEmpty() for feed in up_changes.values()):
+                wide = None
+                if recipe.scope_floor is not None and any(counts.values()):
+                    with rec.phase("plan"):
+                        floor = rec.details["scope_keys_at_least"] = recipe.scope_floor(changes).count()
+                        wide = too_wide(run, recipe, path, floor, at_least=True) if floor else None
+                if wide:
+                    console.step(f"gold.{name}: {wide}")
+                    mode, reason = "full", wide
+                elif any(counts.values()) or any(not feed.isEmpty() for feed in up_changes.values()):
                     with rec.phase("scope"):
                         scope_df = materialize(recipe.scope(changes, old, run.new, materialize, up_changes))
                         rec.details["scope_keys"] = scope_df.count()

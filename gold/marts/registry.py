@@ -37,6 +37,9 @@ class Recipe:
     refresh_as_of: Callable[[DataFrame, AsOf], DataFrame] | None = None
     # Marts this one reads: built before it in the same run.
     upstream: tuple[str, ...] = ()
+    # (changes): scope keys known from the change feed alone, a part of the scope; when they
+    # are already too many (`gold.job.too_wide`), the mart rebuilds without computing the scope.
+    scope_floor: Callable[[Changes], DataFrame] | None = None
 
 
 RECIPES: dict[str, Recipe] = {
@@ -67,6 +70,7 @@ RECIPES: dict[str, Recipe] = {
             build=lambda s, as_of, up: daily_sales.build_daily_sales(s.orders, s.order_items, s.products),
             scope=lambda changes, old, new, materialize, up: scope.daily_sales_scope(changes, old, new, materialize),
             recompute=lambda s, keys, as_of, materialize, up: scope.recompute_daily_sales(s, keys),
+            scope_floor=scope.daily_sales_scope_floor,
         ),
         Recipe(
             product_performance.MART,

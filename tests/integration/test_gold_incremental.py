@@ -393,6 +393,34 @@ def test_changes_touching_half_the_keys_rebuild_in_full(spark, lake_settings) ->
     assert reason == "the changes touch 2 of its 4 sales_date keys (≥ 50%): rebuilding in full"
 
 
+def test_status_moves_over_most_days_rebuild_daily_sales_before_its_scope(spark, lake_settings) -> None:  # type: ignore[no-untyped-def]
+    """A few cancellations spread over most days: too few changed rows for the plan to rebuild,
+    but their days alone (`daily_sales_scope_floor`, from the change feed) are half the mart's
+    days or more, so it rebuilds without computing the scope — and equals a full rebuild."""
+    from gold import job
+
+    shop = Shop(seed=17)
+    write_silver(spark, lake_settings, batch_1(shop))
+    job.run(spark, lake_settings, run_id="floor-0", tables=["daily_sales"])
+    changed, days = _changes(), set()
+    for _, row in sorted(shop.rows["orders"].items()):  # one cancellation per order day
+        if row[2] != "cancelled" and row[3].date() not in days:
+            days.add(row[3].date())
+            shop.put("orders", (*row[:2], "cancelled", *row[3:8], shop.tick(), "r"), changed)
+    write_silver(spark, lake_settings, changed)
+    (rec,) = job.run(spark, lake_settings, run_id="floor-1", tables=["daily_sales"])
+    stored = gold_df(spark, lake_settings, "daily_sales").select("sales_date").distinct().count()
+    assert rec.details["mode"] == "full" and "scope" not in rec.details["timings"]
+    assert rec.details["reason"] == (
+        f"the changes touch at least {rec.details['scope_keys_at_least']} of its {stored} sales_date keys (≥ 50%): "
+        "rebuilding in full"
+    )
+    assert rec.details["scope_keys_at_least"] >= stored / 2
+    rebuilt = gold_df(spark, lake_settings, "daily_sales", rec.delta_version)
+    job.run(spark, lake_settings, run_id="floor-2", tables=["daily_sales"], full_refresh=True)
+    assert_equal(rebuilt, gold_df(spark, lake_settings, "daily_sales"))
+
+
 def test_customer_360_is_not_built_when_sessions_fails_in_the_same_run(spark, lake_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """customer_360 reads gold.sessions as the run leaves it: asked alone, the run builds
     sessions first; when sessions fails (its checkpoint, here), customer_360 writes nothing and

@@ -495,7 +495,7 @@ def _changes(old, new, **keys):  # type: ignore[no-untyped-def]
 
 
 def test_daily_sales_scope_holds_old_and_new_day_and_a_moved_first_order_day(spark) -> None:  # type: ignore[no-untyped-def]
-    from gold.marts.scope import daily_sales_scope
+    from gold.marts.scope import daily_sales_scope, daily_sales_scope_floor
 
     old = _state(
         spark,
@@ -509,6 +509,9 @@ def test_daily_sales_scope_holds_old_and_new_day_and_a_moved_first_order_day(spa
     )
     scope = daily_sales_scope(_changes(old, new, orders=[2]), old, new)
     assert sorted(r.sales_date for r in scope.collect()) == [d("2024-05-05"), d("2024-05-10"), d("2024-05-20")]
+    # from the change feed alone: the re-dated order's two days, not the first-order day it moved
+    floor = daily_sales_scope_floor(_changes(old, new, orders=[2]))
+    assert sorted(r.sales_date for r in floor.collect()) == [d("2024-05-05"), d("2024-05-20")]
 
 
 def _sessions_feed(old, new, changes):  # type: ignore[no-untyped-def]
@@ -523,7 +526,12 @@ def _sessions_feed(old, new, changes):  # type: ignore[no-untyped-def]
 
 
 def test_a_status_move_within_its_standing_touches_no_mart(spark) -> None:  # type: ignore[no-untyped-def]
-    from gold.marts.scope import customer_360_scope, daily_sales_scope, product_performance_scope
+    from gold.marts.scope import (
+        customer_360_scope,
+        daily_sales_scope,
+        daily_sales_scope_floor,
+        product_performance_scope,
+    )
 
     old = _state(
         spark,
@@ -549,6 +557,10 @@ def test_a_status_move_within_its_standing_touches_no_mart(spark) -> None:  # ty
         r.customer_id for r in customer_360_scope(changes, old, new, _sessions_feed(old, new, changes)).collect()
     ) == [2, 4]
     assert sorted(r.sales_date for r in daily_sales_scope(changes, old, new).collect()) == [
+        d("2024-05-11"),
+        d("2024-05-13"),
+    ]
+    assert sorted(r.sales_date for r in daily_sales_scope_floor(changes).collect()) == [
         d("2024-05-11"),
         d("2024-05-13"),
     ]
