@@ -20,8 +20,9 @@ One run:
    - incremental — the keys changed in each silver table since those versions (change data
      feed) → the gold keys they touch (`gold.marts.scope`, comparing the old and the new
      silver state; customer_360 also follows the change data feed of gold.sessions since the
-     version it read last, and rebuilds in full when sessions was rebuilt) → those keys recomputed with the mart's own transform → gate → one MERGE
-     that upserts them and deletes the ones left without a row. `customer_360` is rewritten
+     version it read last, and rebuilds in full when sessions was rebuilt) → those keys
+     recomputed with the mart's own transform → gate → one MERGE that upserts them and
+     deletes the ones left without a row. `customer_360` is rewritten
      whole (base columns kept, as-of columns re-derived) when the as-of date moved;
    - full — the mart's transform on all of silver → gate → overwrite;
 4. ledger — one `ops.runs` row per mart: rows recomputed (in), rows written (out), Delta
