@@ -251,6 +251,7 @@ class GoldRun:
     )
     _histories: dict[tuple[str, int], SilverHistory] = field(default_factory=dict)
     _rows: dict[str, int] = field(default_factory=dict)
+    _mart_keys: dict[str, int] = field(default_factory=dict)
     built: dict[str, int] = field(default_factory=dict)  # mart → the Delta version this run left it at
 
     _as_of: list[datetime | None] = field(default_factory=list)
@@ -302,6 +303,16 @@ class GoldRun:
         if name not in self._rows:
             self._rows[name] = getattr(self.new, name).count()
         return self._rows[name]
+
+    def mart_keys(self, recipe: Recipe, path: str) -> int:
+        """The scope keys gold.<mart> holds, as this run found it (counted once)."""
+        name = recipe.mart.name
+        if name not in self._mart_keys:
+            mart, stored = recipe.mart, self.spark.read.format("delta").load(path)
+            self._mart_keys[name] = (
+                stored.count() if mart.scope == mart.key else stored.select(*mart.scope).distinct().count()
+            )
+        return self._mart_keys[name]
 
     def changes_since(self, start: dict[str, int]) -> tuple[Changes, SilverState, dict[str, int]]:
         """The changes per silver table in (start, pinned] — every row image of its change data
@@ -514,9 +525,7 @@ def too_wide(run: GoldRun, recipe: Recipe, path: str, scope_keys: int, *, at_lea
     the mart's scope keys (a history load, or status moves spread over every day): a MERGE of
     most of a table costs more than writing it anew, and the result is the same. `at_least`:
     `scope_keys` counts a part of the scope (`Recipe.scope_floor`)."""
-    stored = run.spark.read.format("delta").load(path)
-    mart = recipe.mart
-    keys = stored.count() if mart.scope == mart.key else stored.select(*mart.scope).distinct().count()
+    mart, keys = recipe.mart, run.mart_keys(recipe, path)
     if keys and scope_keys >= FULL_REBUILD_SHARE * keys:
         return (
             f"the changes touch {'at least ' if at_least else ''}{scope_keys:,} of its {keys:,} "
@@ -566,7 +575,7 @@ def build_mart(run: GoldRun, rec: RunRecord, *, full_refresh: bool) -> None:
                     mode, reason = "full", wide
                 elif any(counts.values()) or any(not feed.isEmpty() for feed in up_changes.values()):
                     with rec.phase("scope"):
-                        scope_df = materialize(recipe.scope(changes, old, run.new, materialize, up_changes))
+                        scope_df = materialize(recipe.scope(changes, old, run.new, up_changes))
                         rec.details["scope_keys"] = scope_df.count()
                 else:
                     scope_df = run.spark.createDataFrame([], recipe.mart.schema).select(*recipe.mart.scope)

@@ -28,9 +28,9 @@ class Recipe:
     mart: Mart
     # (state, as-of, upstream marts): the whole mart.
     build: Callable[[SilverState, AsOf, Upstream], DataFrame]
-    # (changes, old state, new state, materialize, upstream marts' change feeds): the gold
-    # scope keys the changes touch.
-    scope: Callable[[Changes, SilverState, SilverState, Materialize, Upstream], DataFrame]
+    # (changes, old state, new state, upstream marts' change feeds): the gold scope keys the
+    # changes touch.
+    scope: Callable[[Changes, SilverState, SilverState, Upstream], DataFrame]
     # (state, scope keys, as-of, materialize, upstream marts): the scope's rows, from the mart's own transform.
     recompute: Callable[[SilverState, DataFrame, AsOf, Materialize, Upstream], DataFrame]
     # Re-derives stored rows for a new as-of date (marts with as-of columns only).
@@ -50,9 +50,7 @@ RECIPES: dict[str, Recipe] = {
             build=lambda s, as_of, up: customer_360.build_customer_360(
                 s.customers, s.orders, s.order_items, s.products, up["sessions"], as_of
             ),
-            scope=lambda changes, old, new, materialize, up: scope.customer_360_scope(
-                changes, old, new, up["sessions"]
-            ),
+            scope=lambda changes, old, new, up: scope.customer_360_scope(changes, new, up["sessions"]),
             recompute=lambda s, keys, as_of, materialize, up: scope.recompute_customer_360(
                 s, keys, as_of, up["sessions"]
             ),
@@ -62,13 +60,13 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             sessions.MART,
             build=lambda s, as_of, up: sessions.build_sessions(s.clickstream_events, s.customers, s.products),
-            scope=lambda changes, old, new, materialize, up: scope.sessions_scope(changes, old, new, materialize),
+            scope=lambda changes, old, new, up: scope.sessions_scope(changes, new),
             recompute=lambda s, keys, as_of, materialize, up: scope.recompute_sessions(s, keys, materialize),
         ),
         Recipe(
             daily_sales.MART,
             build=lambda s, as_of, up: daily_sales.build_daily_sales(s.orders, s.order_items, s.products),
-            scope=lambda changes, old, new, materialize, up: scope.daily_sales_scope(changes, old, new, materialize),
+            scope=lambda changes, old, new, up: scope.daily_sales_scope(changes, old, new),
             recompute=lambda s, keys, as_of, materialize, up: scope.recompute_daily_sales(s, keys),
             scope_floor=scope.daily_sales_scope_floor,
         ),
@@ -77,9 +75,7 @@ RECIPES: dict[str, Recipe] = {
             build=lambda s, as_of, up: product_performance.build_product_performance(
                 s.clickstream_events, s.orders, s.order_items
             ),
-            scope=lambda changes, old, new, materialize, up: scope.product_performance_scope(
-                changes, old, new, materialize
-            ),
+            scope=lambda changes, old, new, up: scope.product_performance_scope(changes, new),
             recompute=lambda s, keys, as_of, materialize, up: scope.recompute_product_performance(s, keys),
         ),
     )

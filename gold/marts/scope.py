@@ -173,13 +173,13 @@ def session_scope(changes: Changes, new: SilverState, *, priced_products: DataFr
     return union_keys([changes.clickstream_events.select("session_id"), events.where(hit).select("session_id")])
 
 
-def sessions_scope(changes: Changes, old: SilverState, new: SilverState, materialize: Materialize = as_is) -> DataFrame:
+def sessions_scope(changes: Changes, new: SilverState) -> DataFrame:
     """Scope of gold.sessions (session_id)."""
     priced = changed_on(changes.products, "product_id", ["unit_price"])
     return session_scope(changes, new, priced_products=priced)
 
 
-def customer_360_scope(changes: Changes, old: SilverState, new: SilverState, sessions: DataFrame) -> DataFrame:
+def customer_360_scope(changes: Changes, new: SilverState, sessions: DataFrame) -> DataFrame:
     """Scope of gold.customer_360 (customer_id): changed customers, the customers of touched
     orders (before and after), and the customers of the gold.sessions rows that changed since
     customer_360 read it (`sessions`: every image of their change data feed, before and after,
@@ -197,9 +197,7 @@ def customer_360_scope(changes: Changes, old: SilverState, new: SilverState, ses
     )
 
 
-def daily_sales_scope(
-    changes: Changes, old: SilverState, new: SilverState, materialize: Materialize = as_is
-) -> DataFrame:
+def daily_sales_scope(changes: Changes, old: SilverState, new: SilverState) -> DataFrame:
     """Scope of gold.daily_sales (sales_date): days of touched orders, and the old and new
     first-order day of their customers when it moved."""
     recategorised = changed_on(changes.products, "product_id", ["category"])
@@ -226,9 +224,7 @@ def daily_sales_scope_floor(changes: Changes) -> DataFrame:
     return union_keys([images.select(F.to_date("order_ts").alias("sales_date"))])
 
 
-def product_performance_scope(
-    changes: Changes, old: SilverState, new: SilverState, materialize: Materialize = as_is
-) -> DataFrame:
+def product_performance_scope(changes: Changes, new: SilverState) -> DataFrame:
     """Scope of gold.product_performance (product_id, activity_date)."""
     orders = affected_orders(changes, new)
     parts = [changes.clickstream_events.select("product_id", F.to_date("event_ts").alias("activity_date"))]

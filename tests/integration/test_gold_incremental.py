@@ -376,8 +376,6 @@ def test_a_mart_built_without_its_properties_gets_them_before_its_merge(spark, t
 def test_changes_touching_half_the_keys_rebuild_in_full(spark, lake_settings) -> None:  # type: ignore[no-untyped-def]
     """A MERGE of most of a table costs more than writing it anew (a history load, status
     moves over every day): at `FULL_REBUILD_SHARE` of a mart's scope keys the run rebuilds."""
-    from types import SimpleNamespace
-
     from gold import job
     from gold.marts.registry import RECIPES
 
@@ -386,11 +384,13 @@ def test_changes_touching_half_the_keys_rebuild_in_full(spark, lake_settings) ->
     spark.createDataFrame(
         [(day, category) for day in days for category in ("books", "toys")], "sales_date STRING, category STRING"
     ).selectExpr("CAST(sales_date AS DATE) AS sales_date", "category").write.format("delta").save(path)
-    run = SimpleNamespace(spark=spark)
+    run = job.GoldRun(spark, lake_settings, "too-wide", {}, None, None, {})  # type: ignore[arg-type]
     recipe = RECIPES["daily_sales"]  # scope: sales_date (4 keys over 8 rows)
-    assert job.too_wide(run, recipe, path, 1) is None  # type: ignore[arg-type]
-    reason = job.too_wide(run, recipe, path, 2)  # type: ignore[arg-type]
+    assert job.too_wide(run, recipe, path, 1) is None
+    reason = job.too_wide(run, recipe, path, 2)
     assert reason == "the changes touch 2 of its 4 sales_date keys (≥ 50%): rebuilding in full"
+    reason = job.too_wide(run, recipe, path, 2, at_least=True)
+    assert reason == "the changes touch at least 2 of its 4 sales_date keys (≥ 50%): rebuilding in full"
 
 
 def test_status_moves_over_most_days_rebuild_daily_sales_before_its_scope(spark, lake_settings) -> None:  # type: ignore[no-untyped-def]

@@ -520,7 +520,7 @@ def _sessions_feed(old, new, changes):  # type: ignore[no-untyped-def]
     from gold.marts.scope import sessions_scope
     from gold.marts.sessions import build_sessions
 
-    scope = sessions_scope(changes, old, new)
+    scope = sessions_scope(changes, new)
     rows = [build_sessions(s.clickstream_events, s.customers, s.products) for s in (old, new)]
     return reduce(lambda a, b: a.unionByName(b), rows).join(scope, "session_id", "left_semi")
 
@@ -554,7 +554,7 @@ def test_a_status_move_within_its_standing_touches_no_mart(spark) -> None:  # ty
     )
     changes = _changes(old, new, orders=[1, 2, 3, 4])
     assert sorted(
-        r.customer_id for r in customer_360_scope(changes, old, new, _sessions_feed(old, new, changes)).collect()
+        r.customer_id for r in customer_360_scope(changes, new, _sessions_feed(old, new, changes)).collect()
     ) == [2, 4]
     assert sorted(r.sales_date for r in daily_sales_scope(changes, old, new).collect()) == [
         d("2024-05-11"),
@@ -564,7 +564,7 @@ def test_a_status_move_within_its_standing_touches_no_mart(spark) -> None:  # ty
         d("2024-05-11"),
         d("2024-05-13"),
     ]
-    assert sorted(r.activity_date for r in product_performance_scope(changes, old, new).collect()) == [d("2024-05-11")]
+    assert sorted(r.activity_date for r in product_performance_scope(changes, new).collect()) == [d("2024-05-11")]
 
 
 def test_only_a_changed_sign_up_visitor_moves_sessions(spark) -> None:  # type: ignore[no-untyped-def]
@@ -585,9 +585,9 @@ def test_only_a_changed_sign_up_visitor_moves_sessions(spark) -> None:  # type: 
         customers=[relocated, customer(2, "v2"), moved],
     )  # 1's sessions stay as they were; 2 signed up as v2
     changes = _changes(old, new, customers=[1, 2, 3])
-    assert sorted(r.session_id for r in sessions_scope(changes, old, new).collect()) == ["S2", "S3"]
+    assert sorted(r.session_id for r in sessions_scope(changes, new).collect()) == ["S2", "S3"]
     assert sorted(
-        r.customer_id for r in customer_360_scope(changes, old, new, _sessions_feed(old, new, changes)).collect()
+        r.customer_id for r in customer_360_scope(changes, new, _sessions_feed(old, new, changes)).collect()
     ) == [1, 2, 3]
 
 
@@ -607,10 +607,10 @@ def test_session_and_customer_scope_follow_a_moved_event(spark) -> None:  # type
     old = _state(spark, orders=[], events=old_events, customers=customers)
     new = _state(spark, orders=[], events=new_events, customers=customers)
     changes = _changes(old, new, clickstream_events=["e2", "e3"])
-    assert sorted(r.session_id for r in sessions_scope(changes, old, new).collect()) == ["S1", "S2"]
+    assert sorted(r.session_id for r in sessions_scope(changes, new).collect()) == ["S1", "S2"]
     # S2 belonged to customer 6 (signed up as v1), S1 to customer 5: both rows change
     assert sorted(
-        r.customer_id for r in customer_360_scope(changes, old, new, _sessions_feed(old, new, changes)).collect()
+        r.customer_id for r in customer_360_scope(changes, new, _sessions_feed(old, new, changes)).collect()
     ) == [5, 6]
 
 
