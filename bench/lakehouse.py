@@ -107,14 +107,14 @@ class Lakehouse:
         self.runs.setdefault(phase, []).append(timing)
         return timing
 
-    def run_command_layer(self, layer: str, phase: str) -> LayerRunTime:
-        """Run `ecom run <layer>` in a fresh process (its own Spark JVM), recorded under `phase`
-        from the run's summary."""
+    def run_command_layer(self, layer: str, phase: str, *options: str) -> LayerRunTime:
+        """Run `ecom run <layer> [options]` in a fresh process (its own Spark JVM), recorded
+        under `phase` from the run's summary."""
         from core.ledger import RunRecord
 
         with tempfile.TemporaryDirectory(prefix="ecom-bench-summary-") as scratch:
             path = Path(scratch) / "summary.json"
-            command = ecom("run", layer, "--summary-json", str(path))
+            command = ecom("run", layer, *options, "--summary-json", str(path))
             wall, peak_mib, starts = run_command(command, command_env(self.settings))
             summary = json.loads(path.read_text())
         records = [RunRecord.from_row(row) for row in summary["tables"]]
@@ -142,6 +142,14 @@ class Lakehouse:
         self.load_rows[multiple] = rows
         self.loads[multiple] = self.run_pipeline("history", fresh=multiple == self.fresh_load)
         self.history = multiple
+
+    def change_to(self, layer: str, phase: str) -> None:
+        """A 1% batch, then every layer before `layer` (in this process)."""
+        from core.runner import ORDER
+
+        self.generate(CHANGE_SHARE, CHANGE_WINDOW)
+        for before in ORDER[: ORDER.index(layer)]:
+            self.run_layer(before, phase)
 
     def cycle(self) -> Cycle:
         """Time one incremental cycle: a 1% batch, then every layer."""
