@@ -57,7 +57,11 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         f"-Dlog4j.configurationFile=file:{Path(__file__).with_name('log4j2.properties')} "
         f"-Decom.spark.log={logs / 'spark.log'} "
         f"-Dderby.system.home={settings.local_dir / 'derby'} "
-        "-Dderby.stream.error.file=/dev/null"
+        "-Dderby.stream.error.file=/dev/null "
+        # Throughput over pause times: a batch JVM on a few cores. G1's concurrent work and
+        # write barriers cost more CPU than they save here (a fresh incremental `ecom run gold`
+        # at the quick bench's scale: 58.8 s with G1, 52.4 s with the parallel collector).
+        "-XX:+UseParallelGC"
     )
     return {
         "spark.app.name": app_name,
