@@ -98,18 +98,19 @@ def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
     lh.grow_to(top)
     loaded = lh.loads[top]["gold"]
     fresh = loaded.command_seconds is not None
-    warm = [c.layers["gold"].seconds for c in lh.cycles if c.history == top]
+    cycles = [c for c in lh.cycles if c.history == top]
     if fresh:
         runs = []
         for _ in range(profile["gold_repeats"]):
             lh.change_to("gold", "gold-change")
             runs.append(lh.run_command_layer("gold", "gold-incremental"))
+        warm = _seconds([c.layers["gold"].seconds for c in cycles])
         how = (
             f"a fresh `ecom run gold` after a 1% change, Spark's start excluded; in the bench's warm JVM, "
-            f"the {top}× cycle's gold step took {_seconds(warm)} s"
+            f"the {top}× cycle's gold step took {warm} s"
         )
     else:
-        cycles = [c for c in lh.cycles if c.history == top][-profile["gold_repeats"] :]
+        cycles = cycles[-profile["gold_repeats"] :]
         while len(cycles) < profile["gold_repeats"]:
             cycles.append(lh.cycle())
         runs = [c.layers["gold"] for c in cycles]
