@@ -84,20 +84,22 @@ def rebuilt_in_full(run: LayerRunTime) -> bool:
 def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
     """Incremental gold (after a 1% change) vs a full gold rebuild, at the top history, like for
     like: both in fresh `ecom run gold` commands (Spark's start excluded) when the top history
-    loaded in fresh commands, as production runs them — a JVM that ran the pipeline before has
-    its query code compiled already, and a warm incremental run against a cold rebuild flatters
-    the ratio —, else both in the bench's JVM.
+    loaded in fresh commands and the profile asks (`gold_fresh`), as production runs them — a
+    JVM that ran the pipeline before has its query code compiled already, and a warm
+    incremental run against a cold rebuild flatters the ratio —, else both in the bench's JVM.
 
     The full rebuild is the gold step of that history's load when every mart rebuilt in full
-    there (its plan sees a history load: the changed rows are most of what each mart reads),
-    else `gold_repeats` runs of `--full-refresh`. Each incremental run follows a 1% change
-    through bronze and silver: in fresh commands, a batch of its own; in the bench's JVM, the
-    gold steps of the cycles at the top history (more cycles run if `gold_repeats` asks)."""
+    there (its plan sees a history load: the changed rows are most of what each mart reads)
+    and it ran where the incremental runs do, else `gold_repeats` runs of `--full-refresh`.
+    Each incremental run follows a 1% change through bronze and silver: in fresh commands, a
+    batch of its own; in the bench's JVM, the gold steps of the cycles at the top history (more
+    cycles run if `gold_repeats` asks)."""
     lh = shared(profile)
     top = HISTORY[-1]
     lh.grow_to(top)
     loaded = lh.loads[top]["gold"]
-    fresh = loaded.command_seconds is not None
+    loaded_fresh = loaded.command_seconds is not None
+    fresh = loaded_fresh and profile["gold_fresh"]
     cycles = [c for c in lh.cycles if c.history == top]
     if fresh:
         runs = []
@@ -116,7 +118,7 @@ def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
         runs = [c.layers["gold"] for c in cycles]
         how = f"the gold step of the {top}× cycle, in the bench's JVM"
     incremental = [run.seconds for run in runs]
-    if rebuilt_in_full(loaded):
+    if rebuilt_in_full(loaded) and loaded_fresh == fresh:
         full = [loaded.seconds]
         where = "`ecom run gold`, Spark's start excluded" if fresh else "gold run, in the bench's JVM"
         full_note = f"the {top}× history load's {where}, every mart in full"
@@ -129,7 +131,7 @@ def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
             ).seconds
             for _ in range(profile["gold_repeats"])
         ]
-        full_note = "`--full-refresh` after the cycles" + (", fresh commands" if fresh else "")
+        full_note = "`--full-refresh` after the cycles, " + ("fresh commands" if fresh else "in the bench's JVM")
     modes = {str(rec.details.get("mode")) for run in runs for rec in run.records}
     marts = "; ".join(phases(rec, f"{rec.details.get('scope_keys', 'all')} keys") for rec in runs[-1].records)
     orders = silver_count(lh, "orders")
