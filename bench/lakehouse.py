@@ -4,10 +4,10 @@ The pipeline cases of one run share it (`shared(profile)`), so the history is ge
 loaded once: the incremental cycle needs it at 1× and 10×, gold and DuckDB read its silver,
 the checkpoint shares come from the records of its runs. The cycles run in this process's
 one Spark session, through the same `job.run` functions `core.runner` calls, and so do the
-history loads but one: the profile's `fresh_load` (10×) runs each layer as `ecom run <layer>`
-in a fresh process and JVM, as production runs a backfill (in the bench's long JVM it ran out
-of memory after the 1× runs), and the commands' peak memory, Spark sessions and Spark start
-are measured there.
+history loads but one: the profile's `fresh_load` (10×) runs in fresh processes and JVMs, as
+production runs a backfill (in the bench's long JVM it ran out of memory after the 1× runs),
+and the commands' peak memory, Spark sessions and Spark start are measured there — each layer
+as `ecom run <layer>`, or all of them in one `ecom run all` (the profile's `fresh_command`).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class LayerRunTime:
     command_seconds: float | None = None  # a fresh process's whole wall time, Spark start included
     peak_mib: int | None = None  # a fresh process's peak RSS (Python and its Spark JVM)
     spark_starts: list[float] | None = None  # a fresh process: the seconds of each Spark session it started
+    command: str | None = None  # the fresh process's command (`ecom run gold`, `ecom run all`); None: this JVM
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Lakehouse:
     settings: Settings
     base: dict[str, int]  # the 1× history's volumes
     fresh_load: int  # the history multiple whose load runs as fresh `ecom run` commands
+    fresh_command: str = "layer"  # that load: "layer", an `ecom run <layer>` per layer; "all", one `ecom run all`
     history: int = 0  # 1× steps loaded so far
     history_rows: int = 0  # source rows written so far (history and cycles)
     runs: dict[str, list[LayerRunTime]] = field(default_factory=dict)  # phase → layer runs
@@ -107,9 +109,10 @@ class Lakehouse:
         self.runs.setdefault(phase, []).append(timing)
         return timing
 
-    def run_command_layer(self, layer: str, phase: str, *options: str) -> LayerRunTime:
-        """Run `ecom run <layer> [options]` in a fresh process (its own Spark JVM), recorded
-        under `phase` from the run's summary."""
+    def run_fresh(self, layer: str, phase: str, *options: str) -> dict[str, LayerRunTime]:
+        """Run `ecom run <layer|all> [options]` in a fresh process (its own Spark JVM); each
+        layer it ran, recorded under `phase` from the run's summary (the command's wall time,
+        peak memory and Spark starts are those of every layer it ran)."""
         from core.ledger import RunRecord
 
         with tempfile.TemporaryDirectory(prefix="ecom-bench-summary-") as scratch:
@@ -117,15 +120,24 @@ class Lakehouse:
             command = ecom("run", layer, *options, "--summary-json", str(path))
             wall, peak_mib, starts = run_command(command, command_env(self.settings))
             summary = json.loads(path.read_text())
-        records = [RunRecord.from_row(row) for row in summary["tables"]]
-        timing = LayerRunTime(layer, float(summary["seconds"][layer]), records, wall, peak_mib, starts)
-        self.runs.setdefault(phase, []).append(timing)
-        return timing
+        out = {}
+        for name, seconds in summary["seconds"].items():
+            records = [RunRecord.from_row(row) for row in summary["tables"] if row["layer"] == name]
+            out[name] = LayerRunTime(name, float(seconds), records, wall, peak_mib, starts, f"ecom run {layer}")
+            self.runs.setdefault(phase, []).append(out[name])
+        return out
+
+    def run_command_layer(self, layer: str, phase: str, *options: str) -> LayerRunTime:
+        """Run `ecom run <layer> [options]` in a fresh process, recorded under `phase`."""
+        return self.run_fresh(layer, phase, *options)[layer]
 
     def run_pipeline(self, phase: str, *, fresh: bool = False) -> dict[str, LayerRunTime]:
-        """Every layer in order: in this process's Spark session, or `fresh`, each as `ecom run`."""
+        """Every layer in order: in this process's Spark session, or `fresh`, in fresh
+        processes (`fresh_command`: each layer as `ecom run <layer>`, or one `ecom run all`)."""
         from core.runner import ORDER
 
+        if fresh and self.fresh_command == "all":
+            return self.run_fresh("all", phase)
         run = self.run_command_layer if fresh else self.run_layer
         return {layer: run(layer, phase) for layer in ORDER}
 
@@ -175,7 +187,10 @@ def shared(profile: dict[str, Any]) -> Lakehouse:
     if name not in _SHARED:
         settings = _STACK.enter_context(isolated("pipeline"))
         _SHARED[name] = Lakehouse(
-            settings, {k: int(profile["history"][k]) for k in VOLUMES}, fresh_load=int(profile["fresh_load"])
+            settings,
+            {k: int(profile["history"][k]) for k in VOLUMES},
+            fresh_load=int(profile["fresh_load"]),
+            fresh_command=str(profile["fresh_command"]),
         )
     return _SHARED[name]
 

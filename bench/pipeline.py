@@ -50,8 +50,8 @@ def incremental_cycle(report: Report, profile: dict[str, Any]) -> None:
         steps = {k: statistics.median(c.steps[k] for c in cycles) for k in cycles[0].steps}
         report.curves.setdefault("incremental cycle (1% change)", []).append((lh.history_rows, medians[multiple]))
         load = ", ".join(f"{layer} {run.seconds:.0f}" for layer, run in lh.loads[multiple].items())
-        fresh = all(run.command_seconds is not None for run in lh.loads[multiple].values())
-        where = "fresh `ecom run`s" if fresh else "this JVM"
+        commands = sorted({f"`{run.command}`" for run in lh.loads[multiple].values() if run.command})
+        where = f"fresh {', '.join(commands)}" if commands else "this JVM"
         notes.append(
             f"{multiple}× = {lh.history_rows:,} source rows (its load, {where}: {load} s): "
             f"cycles {_seconds([c.seconds for c in cycles])} s, "
@@ -90,7 +90,8 @@ def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
 
     The full rebuild is the gold step of that history's load when every mart rebuilt in full
     there (its plan sees a history load: the changed rows are most of what each mart reads)
-    and it ran where the incremental runs do, else `gold_repeats` runs of `--full-refresh`.
+    and it ran as the incremental runs do (a fresh `ecom run gold`, or this JVM), else
+    `gold_repeats` runs of `--full-refresh`.
     Each incremental run follows a 1% change through bronze and silver: in fresh commands, a
     batch of its own; in the bench's JVM, the gold steps of the cycles at the top history (more
     cycles run if `gold_repeats` asks)."""
@@ -98,8 +99,7 @@ def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
     top = HISTORY[-1]
     lh.grow_to(top)
     loaded = lh.loads[top]["gold"]
-    loaded_fresh = loaded.command_seconds is not None
-    fresh = loaded_fresh and profile["gold_fresh"]
+    fresh = loaded.command is not None and profile["gold_fresh"]
     cycles = [c for c in lh.cycles if c.history == top]
     if fresh:
         runs = []
@@ -118,7 +118,7 @@ def gold_incremental_vs_full(report: Report, profile: dict[str, Any]) -> None:
         runs = [c.layers["gold"] for c in cycles]
         how = f"the gold step of the {top}× cycle, in the bench's JVM"
     incremental = [run.seconds for run in runs]
-    if rebuilt_in_full(loaded) and loaded_fresh == fresh:
+    if rebuilt_in_full(loaded) and loaded.command == ("ecom run gold" if fresh else None):
         full = [loaded.seconds]
         where = "`ecom run gold`, Spark's start excluded" if fresh else "gold run, in the bench's JVM"
         full_note = f"the {top}× history load's {where}, every mart in full"
@@ -311,33 +311,35 @@ def checkpoint_share(report: Report, profile: dict[str, Any]) -> None:
 
 # --- the commands: peak memory, Spark sessions and Spark start --------------------------------------
 def command_footprint(report: Report, profile: dict[str, Any]) -> None:
-    """Peak memory (RSS), Spark sessions and Spark start of each `ecom run <layer>` command (the
-    fresh commands of the profile's `fresh_load`)."""
+    """Peak memory (RSS), Spark sessions and Spark start of each fresh `ecom run` command (the
+    load of the profile's `fresh_load`: an `ecom run <layer>` per layer, or one `ecom run all`)."""
     lh = shared(profile)
     lh.grow_to(lh.fresh_load)
-    load = lh.loads[lh.fresh_load]
-    for layer, run in load.items():
+    commands: dict[str, LayerRunTime] = {}
+    for run in lh.loads[lh.fresh_load].values():
+        commands.setdefault(run.command or "", run)
+    for command, run in commands.items():
         report.add(
             Figure(
-                f"`ecom run {layer}` peak RSS",
+                f"`{command}` peak RSS",
                 run.peak_mib or 0,
                 "MiB",
                 note=f"{run.command_seconds or 0:.1f}s (Spark's start included) loading the {lh.fresh_load}× history, "
                 f"a batch of {lh.load_rows[lh.fresh_load]:,} source rows; Python and Spark JVM together",
             )
         )
-    starts = {layer: run.spark_starts or [] for layer, run in load.items()}
+    starts = {command: run.spark_starts or [] for command, run in commands.items()}
     report.add(
         Figure(
-            "Spark sessions per `ecom run <layer>` command",
+            "Spark sessions per `ecom run` command",
             max(len(s) for s in starts.values()),
             "sessions (most)",
             goal="= 1 per command",
             met=all(len(s) == 1 for s in starts.values()),
-            note=", ".join(f"{layer} {len(s)}" for layer, s in starts.items()),
+            note=", ".join(f"`{command}` {len(s)}" for command, s in starts.items()),
         )
     )
-    samples = sorted(s for layer_starts in starts.values() for s in layer_starts)
+    samples = sorted(s for command_starts in starts.values() for s in command_starts)
     report.add(
         Figure(
             "Spark session start (median)",
