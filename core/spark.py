@@ -133,8 +133,16 @@ def get_spark(settings: Settings, app_name: str = "ecom", register: bool = True)
 def materialize(df: DataFrame) -> DataFrame:
     """Compute a frame read more than once, once: a local checkpoint, which also cuts its lineage
     so the plan's broadcast relations can be freed (a cached plan would pin them). Its blocks
-    stay until `release_materialized`."""
-    out = df.localCheckpoint(eager=True)
+    stay until `release_materialized`.
+
+    The blocks go straight to local disk (the OS's page cache keeps them in memory when it can).
+    Kept in memory first, as Spark does by default, each block is unrolled into storage memory
+    until it is found too large: at 1M orders `ecom run silver` loading the 10× history unrolled
+    500–800 MB per task before spilling it, and a window in the same stage then found no
+    execution memory left (`UNABLE_TO_ACQUIRE_MEMORY`, 2026-11-28, at the 3g default)."""
+    from pyspark import StorageLevel
+
+    out = df.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
     plan = out._jdf.queryExecution().analyzed()
     if plan.getClass().getSimpleName() == "LogicalRDD":
         _MATERIALIZED.append(plan.rdd())
