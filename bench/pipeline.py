@@ -50,7 +50,7 @@ def incremental_cycle(report: Report, profile: dict[str, Any]) -> None:
         steps = {k: statistics.median(c.steps[k] for c in cycles) for k in cycles[0].steps}
         report.curves.setdefault("incremental cycle (1% change)", []).append((lh.history_rows, medians[multiple]))
         load = ", ".join(f"{layer} {run.seconds:.0f}" for layer, run in lh.loads[multiple].items())
-        commands = sorted({f"`{run.command}`" for run in lh.loads[multiple].values() if run.command})
+        commands = list(dict.fromkeys(f"`{run.command}`" for run in lh.loads[multiple].values() if run.command))
         where = f"fresh {', '.join(commands)}" if commands else "this JVM"
         notes.append(
             f"{multiple}× = {lh.history_rows:,} source rows (its load, {where}: {load} s): "

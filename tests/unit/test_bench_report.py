@@ -91,15 +91,18 @@ def test_a_fresh_command_run_is_read_back_from_its_summary(tmp_path) -> None:
 
 def test_the_commands_footprint_is_the_fresh_loads_commands() -> None:
     """Peak RSS, sessions and Spark start per `ecom run` come from the fresh processes of the
-    profile's `fresh_load`: a command that started two Spark sessions is reported as not met;
-    the start is the median of every session the commands started."""
+    profile's `fresh_load`, once per command (an `ecom run all` ran every layer): a command
+    that started two Spark sessions is reported as not met; the start is the median of every
+    session the commands started."""
     from bench import lakehouse
     from bench.lakehouse import Lakehouse, LayerRunTime
     from bench.pipeline import command_footprint
     from core.settings import get_settings
 
-    def run(layer: str, peak: int, starts: list[float]) -> LayerRunTime:
-        return LayerRunTime(layer, 10.0, [], command_seconds=18.0, peak_mib=peak, spark_starts=starts)
+    def run(layer: str, peak: int, starts: list[float], command: str = "") -> LayerRunTime:
+        return LayerRunTime(
+            layer, 10.0, [], 18.0, peak_mib=peak, spark_starts=starts, command=command or f"ecom run {layer}"
+        )
 
     lh = Lakehouse(get_settings(), {}, fresh_load=10, history=10, load_rows={10: 12_345})
     lh.loads[1] = {"bronze": run("bronze", 9999, [99.0])}  # not the fresh load: not reported
@@ -111,10 +114,16 @@ def test_the_commands_footprint_is_the_fresh_loads_commands() -> None:
         lh.loads[10]["gold"] = run("gold", 3000, [12.0, 14.0])
         twice = Report(profile="unit", machine=MACHINE)
         command_footprint(twice, {"name": "unit"})
+        lh.loads[10] = {layer: run(layer, 3500, [8.0], "ecom run all") for layer in ("bronze", "silver", "gold")}
+        one = Report(profile="unit", machine=MACHINE)
+        command_footprint(one, {"name": "unit"})
     finally:
         lakehouse._SHARED.pop("unit")
     peaks = {f.name: f.value for f in report.figures if "peak RSS" in f.name}
     assert peaks == {"`ecom run bronze` peak RSS": 2000, "`ecom run silver` peak RSS": 4000}
+    assert {f.name: f.value for f in one.figures if "peak RSS" in f.name} == {"`ecom run all` peak RSS": 3500}
+    assert [(f.value, f.met, f.note) for f in one.figures if f.goal] == [(1, True, "`ecom run all` 1")]
+    assert [f.value for f in one.figures if f.name == "Spark session start (median)"] == [8.0]
     assert "loading the 10× history, a batch of 12,345 source rows" in report.figures[0].note
     assert [f.met for f in report.figures if f.goal] == [True]
     assert [(f.value, f.met) for f in twice.figures if f.goal] == [(2, False)]
